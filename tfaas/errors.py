@@ -1,0 +1,71 @@
+"""One error hierarchy for the whole server.
+
+Each class carries TF Serving's canonical error-code name and the HTTP status that TF Serving's REST
+layer maps that code to, so the transport turns any of them into ``{"error": message}`` in one place.
+"""
+
+from __future__ import annotations
+
+
+class TfaasError(Exception):
+    """Base of every error the server reports to a client."""
+
+    code: str = "UNKNOWN"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(TfaasError):
+    """The request is malformed or does not fit the model (HTTP 400)."""
+
+    code = "INVALID_ARGUMENT"
+    http_status = 400
+
+
+class FailedPrecondition(TfaasError):
+    """The system is not in a state the request needs (HTTP 400, as in TF Serving)."""
+
+    code = "FAILED_PRECONDITION"
+    http_status = 400
+
+
+class NotFound(TfaasError):
+    """An unknown model, version or label (HTTP 404)."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class MethodNotAllowed(TfaasError):
+    """The path exists but not with this HTTP method (HTTP 405)."""
+
+    code = "UNIMPLEMENTED"
+    http_status = 405
+
+
+class Unavailable(TfaasError):
+    """The model exists but cannot answer yet, e.g. it is still loading (HTTP 503)."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
+
+
+class Unimplemented(TfaasError):
+    """The request asks for something this server does not support (HTTP 501)."""
+
+    code = "UNIMPLEMENTED"
+    http_status = 501
+
+
+class Internal(TfaasError):
+    """A fault of the server itself, never of the client (HTTP 500)."""
+
+    code = "INTERNAL"
+    http_status = 500
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending field (``models[1].base_path: ...``)."""

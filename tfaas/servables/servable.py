@@ -1,0 +1,53 @@
+"""What a loaded model offers the transport: its signatures and a way to run one of them.
+
+TensorFlow-free, so the routes and the JSON codecs can be typed and tested without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a signature.
+
+    ``alias`` is the key in the signature's map (``x``), ``tensor_name`` the graph tensor (``x:0``),
+    ``dtype`` TF's DataType name (``DT_FLOAT``), ``shape`` the dims with ``None`` for an unknown dim,
+    or ``None`` altogether when even the rank is unknown.
+    """
+
+    alias: str
+    tensor_name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """A SignatureDef: its key, method name, and inputs and outputs by alias (sorted by alias)."""
+
+    name: str
+    method_name: str
+    inputs: Mapping[str, TensorInfo] = field(default_factory=dict)
+    outputs: Mapping[str, TensorInfo] = field(default_factory=dict)
+
+
+class Servable(Protocol):
+    """A loaded model version, shared by all request threads (``run`` must be thread-safe)."""
+
+    @property
+    def signatures(self) -> Mapping[str, SignatureInfo]:
+        """Every signature of the version, by key."""
+        ...
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one signature on numpy inputs keyed by alias; return every output keyed by alias.
+
+        Raises ``tfaas.errors.InvalidArgument`` for an unknown signature or inputs that do not fit it
+        (both are the client's mistake); any other exception is a server fault.
+        """
+        ...
