@@ -1,0 +1,783 @@
+"""Server settings and model configurations.
+
+Every option is declared once, as a field of :class:`Settings` carrying its default, type, a one-line
+doc and its TensorFlow Serving counterpart; :data:`OPTIONS` is derived from those fields, and the
+command line (:func:`add_arguments`), the environment (``TFAAS_<UPPER_NAME>``), the YAML file
+(``--config``) and the documentation (:func:`describe_options`) all come from it.
+
+Precedence is command line > environment > YAML file > default (an empty environment variable counts
+as unset). :func:`load_settings` merges the layers, validates them and builds the model list from, in
+this order of preference:
+
+1. ``model_config_file``: TF Serving's ``ModelServerConfig`` text format, or a YAML model list when
+   the name ends in ``.yaml``/``.yml``; ``model_name``/``model_base_path`` are then ignored, as in TF
+   Serving.
+2. ``models:`` in the YAML settings file.
+3. ``model_name`` + ``model_base_path`` (one model), when ``model_base_path`` is set.
+
+Otherwise ``Settings.models`` is empty and the caller decides what that means.
+
+Differences from TF Serving, on purpose:
+
+- A relative ``base_path`` in a config file is resolved against that file's directory (TF Serving
+  refuses it); relative paths on the command line or in the environment are resolved against the
+  working directory. URIs (``gs://``, ``s3://``) are refused: only local paths are served.
+- A text-format config that sets neither ``model_platform`` nor the deprecated ``model_type`` means
+  ``tensorflow`` (TF Serving refuses it). ``logging_config`` is ignored with a warning.
+- ``latest { num_versions: 0 }`` in text format means 1, as in TF Serving, but YAML ``latest: 0`` is
+  refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import re
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "TFAAS_"
+SUPPORTED_PLATFORMS = ("tensorflow",)
+SWAP_POLICIES = ("availability", "resource")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# Model names and labels appear in URL paths (/v1/models/<name>/labels/<label>), so no '/' or ':'.
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_NAME_RULE = "use only letters, digits, '_', '.' and '-'"
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_MODEL_KEYS = (
+    "name",
+    "base_path",
+    "model_platform",
+    "version_policy",
+    "swap_policy",
+    "labels",
+    "settle_seconds",
+)
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+Check = Callable[[Any], "str | None"]
+"""A validation rule: returns the problem (``"must be >= 1"``) or ``None`` when the value is fine."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation rules and type coercion, shared by options and models.
+
+
+def _at_least(low: float) -> Check:
+    """Rule: the value is ``>= low``."""
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def _greater_than(low: float) -> Check:
+    """Rule: the value is ``> low``."""
+    return lambda value: None if value > low else f"must be > {low}"
+
+
+def _between(low: int, high: int) -> Check:
+    """Rule: ``low <= value <= high``."""
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    """Rule: the value is one of ``choices``."""
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+def _non_empty(value: str) -> str | None:
+    """Rule: the string is not blank."""
+    return None if value.strip() else "must not be empty"
+
+
+def _checked(value: Any, check: Check, where: str) -> Any:
+    """Return ``value`` if ``check`` accepts it, else raise a ConfigError located at ``where``."""
+    problem = check(value)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
+    return value
+
+
+def _coerce(value: Any, typ: type, where: str) -> Any:
+    """Convert ``value`` to ``typ`` (int, float or str).
+
+    Strings are parsed because environment variables and flags are strings; booleans are refused
+    as numbers because YAML turns ``yes`` into ``True``.
+    """
+    if typ is int:
+        return _to_int(value, where)
+    if typ is float:
+        return _to_float(value, where)
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected a string, got {value!r}")
+
+
+def _to_int(value: Any, where: str) -> int:
+    """Parse an integer from an int or a decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+def _to_float(value: Any, where: str) -> float:
+    """Parse a finite number from an int, a float or a string."""
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return number
+
+
+def _absolute_path(value: str, base_dir: str, where: str) -> str:
+    """Expand ``~``, resolve ``value`` against ``base_dir`` and normalise it; refuse URIs."""
+    if _URI_RE.match(value):
+        raise ConfigError(f"{where}: URIs are not supported ({value!r}); use a local path")
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+
+
+def _reject_unknown_keys(raw: Mapping[Any, Any], allowed: Iterable[str], where: str) -> None:
+    """Raise a ConfigError naming every key of ``raw`` that is not in ``allowed``."""
+    allowed = tuple(allowed)
+    unknown = sorted((key for key in raw if key not in allowed), key=str)
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise ConfigError(f"{where}: unknown key(s) {names}; allowed: {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Model configuration.
+
+
+class VersionLabels(Mapping[str, int]):
+    """An immutable, hashable ``label -> version`` mapping.
+
+    A plain dict would make the frozen :class:`ModelConfig` unhashable; this compares equal to a dict
+    with the same items.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
+        self._data = dict(items)
+
+    def __getitem__(self, label: str) -> int:
+        return self._data[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"VersionLabels({self._data!r})"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model to serve: where its numbered versions live and how to serve them.
+
+    ``base_path`` is absolute and normalised when built by :func:`load_settings`. ``swap_policy`` is
+    ``availability`` (load the new version before unloading the old; TF Serving's default) or
+    ``resource`` (unload first, for models too big to hold twice). ``settle_seconds`` overrides
+    ``Settings.version_settle_seconds`` for this model when not ``None``.
+    """
+
+    name: str
+    base_path: str
+    model_platform: str = "tensorflow"
+    version_policy: ServableVersionPolicy = field(default_factory=ServableVersionPolicy)
+    swap_policy: str = "availability"
+    version_labels: Mapping[str, int] = field(default_factory=VersionLabels)
+    settle_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version_labels, VersionLabels):
+            object.__setattr__(self, "version_labels", VersionLabels(self.version_labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain values (policy as text) for logging and debugging."""
+        return {
+            "name": self.name,
+            "base_path": self.base_path,
+            "model_platform": self.model_platform,
+            "version_policy": str(self.version_policy),
+            "swap_policy": self.swap_policy,
+            "version_labels": dict(self.version_labels),
+            "settle_seconds": self.settle_seconds,
+        }
+
+
+def _model_name(raw: Any, where: str) -> str:
+    """Validate a model name: a non-empty string usable in a URL path segment."""
+    name = _checked(_coerce(raw if raw is not None else "", str, where), _non_empty, where)
+    if not _NAME_RE.fullmatch(name):
+        raise ConfigError(f"{where}: invalid model name {name!r}: {_NAME_RULE}")
+    return name
+
+
+def _base_path(raw: Any, base_dir: str, where: str) -> str:
+    """Validate a base path and make it absolute, relative paths being taken from ``base_dir``."""
+    path = _checked(_coerce(raw if raw is not None else "", str, where), _non_empty, where)
+    return _absolute_path(path, base_dir, where)
+
+
+def _platform(raw: Any, model_name: str, where: str) -> str:
+    """Validate ``model_platform``; TF Serving's message for an unknown one is kept."""
+    platform = _coerce(raw, str, where)
+    if platform not in SUPPORTED_PLATFORMS:
+        raise ConfigError(
+            f"{where}: Model {model_name} requests unsupported platform {platform} "
+            f"(supported: {', '.join(SUPPORTED_PLATFORMS)})"
+        )
+    return platform
+
+
+def _version_policy(raw: Any, where: str) -> ServableVersionPolicy:
+    """Parse ``latest`` | ``all`` | ``{latest: N}`` | ``{all: {}}`` | ``{specific: [..]}``.
+
+    The proto-shaped ``{latest: {num_versions: N}}`` and ``{specific: {versions: [..]}}`` are
+    accepted too, so a policy can be copied from a TF Serving config. Unset means ``latest: 1``.
+    """
+    if raw is None:
+        return ServableVersionPolicy()
+    if isinstance(raw, str):
+        kind, arg = raw, None
+    elif isinstance(raw, Mapping) and len(raw) == 1:
+        ((kind, arg),) = raw.items()
+    else:
+        raise ConfigError(
+            f"{where}: expected 'latest', 'all', {{latest: N}}, {{all: {{}}}} or "
+            f"{{specific: [versions]}}, got {raw!r}"
+        )
+    if kind == "latest":
+        return _latest_policy(arg, f"{where}.latest")
+    if kind == "all":
+        if arg not in (None, {}):
+            raise ConfigError(f"{where}.all: takes no arguments, got {arg!r}")
+        return ServableVersionPolicy(kind="all")
+    if kind == "specific":
+        return _specific_policy(arg, f"{where}.specific")
+    raise ConfigError(f"{where}: unknown policy {kind!r}; expected latest, all or specific")
+
+
+def _latest_policy(arg: Any, where: str) -> ServableVersionPolicy:
+    """Build ``latest: N`` from ``N``, ``{num_versions: N}`` or nothing (N = 1)."""
+    if isinstance(arg, Mapping):
+        _reject_unknown_keys(arg, ("num_versions",), where)
+        arg = arg.get("num_versions")
+    count = 1 if arg is None else _checked(_to_int(arg, where), _at_least(1), where)
+    return ServableVersionPolicy(kind="latest", num_versions=count)
+
+
+def _specific_policy(arg: Any, where: str) -> ServableVersionPolicy:
+    """Build ``specific`` from a list of versions or ``{versions: [..]}``; an empty list serves nothing."""
+    if isinstance(arg, Mapping):
+        _reject_unknown_keys(arg, ("versions",), where)
+        arg = arg.get("versions", [])
+    if not isinstance(arg, list):
+        raise ConfigError(f"{where}: expected a list of versions, got {arg!r}")
+    versions = tuple(
+        _checked(_to_int(v, f"{where}[{i}]"), _at_least(0), f"{where}[{i}]") for i, v in enumerate(arg)
+    )
+    return ServableVersionPolicy(kind="specific", versions=versions)
+
+
+def _labels(raw: Any, where: str) -> VersionLabels:
+    """Parse ``{label: version}``; labels follow the model-name rule, versions are ints >= 0."""
+    if raw is None:
+        return VersionLabels()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of label to version, got {raw!r}")
+    labels: dict[str, int] = {}
+    for label, version in raw.items():
+        if not isinstance(label, str) or not _NAME_RE.fullmatch(label):
+            raise ConfigError(f"{where}: invalid label {label!r}: {_NAME_RULE}")
+        labels[label] = _checked(_to_int(version, f"{where}.{label}"), _at_least(0), f"{where}.{label}")
+    return VersionLabels(labels)
+
+
+def _settle_seconds(raw: Any, where: str) -> float | None:
+    """Parse an optional per-model settle time (seconds >= 0)."""
+    if raw is None:
+        return None
+    return _checked(_to_float(raw, where), _at_least(0), where)
+
+
+def _model_from_mapping(raw: Any, base_dir: str, where: str) -> ModelConfig:
+    """Build one :class:`ModelConfig` from a YAML-shaped mapping, validating every field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with name and base_path, got {raw!r}")
+    _reject_unknown_keys(raw, _MODEL_KEYS, where)
+    name = _model_name(raw.get("name"), f"{where}.name")
+    swap_where = f"{where}.swap_policy"
+    return ModelConfig(
+        name=name,
+        base_path=_base_path(raw.get("base_path"), base_dir, f"{where}.base_path"),
+        model_platform=_platform(raw.get("model_platform", "tensorflow"), name, f"{where}.model_platform"),
+        version_policy=_version_policy(raw.get("version_policy"), f"{where}.version_policy"),
+        swap_policy=_checked(
+            _coerce(raw.get("swap_policy", "availability"), str, swap_where),
+            _one_of(SWAP_POLICIES),
+            swap_where,
+        ),
+        version_labels=_labels(raw.get("labels"), f"{where}.labels"),
+        settle_seconds=_settle_seconds(raw.get("settle_seconds"), f"{where}.settle_seconds"),
+    )
+
+
+def _models_from_list(raw: Any, base_dir: str, origin: str) -> tuple[ModelConfig, ...]:
+    """Build and validate a model list read from the file ``origin`` (named in every error)."""
+    try:
+        if not isinstance(raw, list):
+            raise ConfigError(f"models: expected a list, got {raw!r}")
+        models = tuple(_model_from_mapping(item, base_dir, f"models[{i}]") for i, item in enumerate(raw))
+        _check_unique_names(models)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {origin})") from None
+    return models
+
+
+def _check_unique_names(models: tuple[ModelConfig, ...]) -> None:
+    """Refuse a model listed twice, as TF Serving does."""
+    first_index: dict[str, int] = {}
+    for index, model in enumerate(models):
+        if model.name in first_index:
+            raise ConfigError(
+                f"models[{index}].name: duplicate model name {model.name!r} (first at "
+                f"models[{first_index[model.name]}]): Illegal to list model {model.name} multiple "
+                "times in config list"
+            )
+        first_index[model.name] = index
+
+
+# --------------------------------------------------------------------------------------------------
+# Model config files: TF Serving's text format, or a YAML model list.
+
+
+def _read_text(path: str) -> str:
+    """Read a config file, turning I/O failures into a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+
+
+def _read_yaml(path: str) -> Any:
+    """Parse a YAML file, reporting syntax errors with the file name and position."""
+    import yaml
+
+    try:
+        return yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def read_model_config_file(path: str) -> tuple[ModelConfig, ...]:
+    """Read ``--model_config_file``: a YAML model list for ``.yaml``/``.yml``, else TF text format.
+
+    Relative base paths inside are resolved against the file's directory. A YAML model list is
+    either a list of models or a mapping with a single key ``models``. Exposed separately so a
+    config reload can re-read the file without the other layers.
+    """
+    path = os.path.abspath(path)
+    base_dir = os.path.dirname(path)
+    if path.lower().endswith(_YAML_SUFFIXES):
+        raw = _read_yaml(path)
+        if isinstance(raw, Mapping):
+            _reject_unknown_keys(raw, ("models",), path)
+            raw = raw.get("models")
+        return _models_from_list([] if raw is None else raw, base_dir, path)
+    return _models_from_list(_text_format_models(path), base_dir, path)
+
+
+def _text_format_models(path: str) -> list[dict[str, Any]]:
+    """Parse a ``ModelServerConfig`` text proto into YAML-shaped model mappings."""
+    # NOTE: imported here so that importing tfaas.config stays cheap; neither pulls in TensorFlow.
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(_read_text(path), config)
+    except text_format.ParseError as exc:
+        raise ConfigError(
+            f"Error parsing text-format tensorflow.serving.ModelServerConfig from {path}: {exc}"
+        ) from None
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ConfigError(f"{path}: custom_model_config is not supported; use model_config_list")
+    return [
+        _proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)
+    ]
+
+
+def _proto_model(proto: Any, where: str, path: str) -> dict[str, Any]:
+    """Translate one ``ModelConfig`` proto into the YAML model shape, so both share validation."""
+    if proto.HasField("logging_config"):
+        logger.warning("%s: %s.logging_config is not supported and is ignored", path, where)
+    return {
+        "name": proto.name,
+        "base_path": proto.base_path,
+        "model_platform": _proto_platform(proto, where, path),
+        "version_policy": _proto_policy(proto.model_version_policy),
+        "labels": dict(proto.version_labels),
+    }
+
+
+def _proto_platform(proto: Any, where: str, path: str) -> str:
+    """Resolve ``model_platform`` against the deprecated ``model_type`` enum, as TF Serving does."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    if proto.model_type and proto.model_platform:
+        raise ConfigError(
+            f"{where}: Illegal setting both model_type(deprecated) and model_platform. (in {path})"
+        )
+    if proto.model_type:
+        return model_server_config_pb2.ModelType.Name(proto.model_type).lower()
+    return proto.model_platform or "tensorflow"
+
+
+def _proto_policy(policy: Any) -> Any:
+    """Translate a ``ServableVersionPolicy`` proto into the YAML policy shape."""
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "latest":
+        # TF Serving treats num_versions 0 (the proto default) as 1.
+        return {"latest": max(1, policy.latest.num_versions)}
+    if choice == "specific":
+        return {"specific": list(policy.specific.versions)}
+    return choice
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings: the option table.
+
+
+def _option(
+    default: Any,
+    doc: str,
+    *,
+    tf_flag: str | None = None,
+    flag: str | None = None,
+    path: bool = False,
+    check: Check | None = None,
+) -> Any:
+    """Declare a settings option as a dataclass field; its metadata feeds :data:`OPTIONS`."""
+    meta = {"doc": doc, "tf_flag": tf_flag, "flag": flag, "path": path, "check": check}
+    return field(default=default, metadata={"option": meta})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All server settings; each field except ``models`` is an option of the table.
+
+    Build it with :func:`load_settings`; ``Settings()`` gives the defaults and no models.
+    """
+
+    rest_api_port: int = _option(
+        8501,
+        "Port the REST API listens on (TF Serving's default 0 disables REST; its Docker image uses 8501).",
+        tf_flag="--rest_api_port",
+        check=_between(1, 65535),
+    )
+    host: str = _option("0.0.0.0", "Address the REST API binds to.", check=_non_empty)
+    model_name: str = _option(
+        "default",
+        "Name of the single model served from model_base_path.",
+        tf_flag="--model_name",
+    )
+    model_base_path: str = _option(
+        "",
+        "Directory holding the single model's numbered versions; ignored when model_config_file is set.",
+        tf_flag="--model_base_path",
+        path=True,
+    )
+    model_config_file: str = _option(
+        "",
+        "ModelServerConfig text-format file (a .yaml/.yml name: a YAML model list); relative base paths "
+        "in it are taken from its directory.",
+        tf_flag="--model_config_file",
+        path=True,
+    )
+    config_file: str = _option(
+        "",
+        "YAML settings file: top-level keys are these option names plus `models`.",
+        flag="--config",
+        path=True,
+    )
+    file_system_poll_wait_seconds: float = _option(
+        1.0,
+        "Seconds between scans of the model base paths; 0 scans once, < 0 never.",
+        tf_flag="--file_system_poll_wait_seconds",
+    )
+    version_settle_seconds: float = _option(
+        1.0,
+        "Seconds a version directory must stay unchanged before it is loaded (copies are not atomic).",
+        check=_at_least(0),
+    )
+    workers: int = _option(1, "Worker processes; each one loads every model.", check=_at_least(1))
+    threads: int = _option(8, "Request-handling threads per worker.", check=_at_least(1))
+    num_load_threads: int = _option(
+        2,
+        "Threads that load model versions (TF Serving's 0 means inline; here at least 1).",
+        tf_flag="--num_load_threads",
+        check=_at_least(1),
+    )
+    num_unload_threads: int = _option(
+        1,
+        "Threads that unload model versions.",
+        tf_flag="--num_unload_threads",
+        check=_at_least(1),
+    )
+    max_num_load_retries: int = _option(
+        -1,
+        "Retries of a failed load before giving up; -1 retries forever (TF Serving's default is 5).",
+        tf_flag="--max_num_load_retries",
+        check=_at_least(-1),
+    )
+    load_retry_initial_seconds: float = _option(
+        1.0,
+        "Delay before the first retry of a failed load; later delays grow up to load_retry_max_seconds "
+        "(TF Serving retries at a fixed interval, in microseconds).",
+        tf_flag="--load_retry_interval_micros",
+        check=_greater_than(0),
+    )
+    load_retry_max_seconds: float = _option(
+        300.0,
+        "Longest delay between retries of a failed load; at least load_retry_initial_seconds.",
+        check=_greater_than(0),
+    )
+    graceful_timeout: float = _option(
+        30.0,
+        "Seconds allowed to finish in-flight requests on shutdown before exiting.",
+        check=_at_least(0),
+    )
+    log_level: str = _option(
+        "info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS)
+    )
+    models: tuple[ModelConfig, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every option and the models as plain values, for logging and debugging."""
+        values: dict[str, Any] = {option.name: getattr(self, option.name) for option in OPTIONS}
+        values["models"] = [model.to_dict() for model in self.models]
+        return values
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the option table, derived from a :class:`Settings` field."""
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+    tf_flag: str | None = None
+    flag: str | None = None
+    path: bool = False
+    check: Check | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Command-line spellings: TF Serving's underscores first, then the dashed alias."""
+        primary = self.flag or f"--{self.name}"
+        dashed = primary.replace("_", "-")
+        return (primary,) if dashed == primary else (primary, dashed)
+
+    @property
+    def env(self) -> str:
+        """Name of the environment variable that sets this option."""
+        return f"{ENV_PREFIX}{self.name.upper()}"
+
+
+def _collect_options() -> tuple[Option, ...]:
+    """Build the option table from the fields of :class:`Settings`."""
+    hints = typing.get_type_hints(Settings)
+    return tuple(
+        Option(name=f.name, type=hints[f.name], default=f.default, **f.metadata["option"])
+        for f in fields(Settings)
+        if "option" in f.metadata
+    )
+
+
+OPTIONS: tuple[Option, ...] = _collect_options()
+"""The option table: one entry per setting, in declaration order."""
+
+_OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every option's flags to ``parser``.
+
+    Flags have no argparse default (absent flags leave no attribute), so :func:`load_settings` can
+    tell "not given" from "given the default" and apply the precedence. Values stay strings here and
+    are checked by :func:`load_settings`, so bad values get the same messages from every layer.
+    """
+    for option in OPTIONS:
+        parser.add_argument(
+            *option.flags,
+            dest=option.name,
+            default=argparse.SUPPRESS,
+            metavar="PATH" if option.path else option.type.__name__.upper(),
+            help=f"{option.doc} [env {option.env}; default {option.default!r}]".replace("%", "%%"),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Merging the layers.
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One source of option values, with what is needed to interpret and report them."""
+
+    values: Mapping[str, Any]
+    base_dir: str
+    origin: Callable[[Option], str]
+
+
+def _cli_layer(args: argparse.Namespace | None) -> _Layer:
+    """Options given on the command line (attributes that are absent or ``None`` were not given)."""
+    given = {}
+    for option in OPTIONS:
+        value = getattr(args, option.name, None)
+        if value is not None:
+            given[option.name] = value
+    return _Layer(given, os.getcwd(), lambda option: option.flags[0])
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Layer:
+    """Options set by ``TFAAS_*`` environment variables; empty ones count as unset."""
+    given = {option.name: environ[option.env] for option in OPTIONS if environ.get(option.env, "") != ""}
+    return _Layer(given, os.getcwd(), lambda option: option.env)
+
+
+def _file_layer(path: str) -> tuple[_Layer, Any]:
+    """Read the YAML settings file; return its options as a layer, and its raw ``models`` entry."""
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of option names at the top level, got {raw!r}")
+    allowed = [option.name for option in OPTIONS if option.name != "config_file"] + ["models"]
+    _reject_unknown_keys(raw, allowed, path)
+    values = {key: value for key, value in raw.items() if key != "models"}
+    return _Layer(values, os.path.dirname(path), lambda option: path), raw.get("models")
+
+
+def _option_value(option: Option, layers: Iterable[_Layer]) -> Any:
+    """The value of ``option`` from the first layer that sets it, converted and checked."""
+    for layer in layers:
+        if option.name in layer.values:
+            try:
+                return _convert(option, layer.values[option.name], layer.base_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (from {layer.origin(option)})") from None
+    return option.default
+
+
+def _convert(option: Option, raw: Any, base_dir: str) -> Any:
+    """Coerce a raw value to the option's type, resolve it if it is a path, and check it."""
+    value = _coerce(raw, option.type, option.name)
+    if option.path and value:
+        value = _absolute_path(value, base_dir, option.name)
+    if option.check is not None:
+        _checked(value, option.check, option.name)
+    return value
+
+
+def _check_retry_delays(values: Mapping[str, Any]) -> None:
+    """Refuse a maximum retry delay below the initial one."""
+    if values["load_retry_max_seconds"] < values["load_retry_initial_seconds"]:
+        raise ConfigError(
+            "load_retry_max_seconds: must be >= load_retry_initial_seconds "
+            f"({values['load_retry_initial_seconds']})"
+        )
+
+
+def _build_models(values: Mapping[str, Any], file_models: Any, config_file: str) -> tuple[ModelConfig, ...]:
+    """Pick the model list: model_config_file, else YAML ``models``, else the single-model flags."""
+    if values["model_config_file"]:
+        if file_models:
+            raise ConfigError(
+                f"model_config_file: cannot be combined with 'models' in {config_file}; use one of them"
+            )
+        _warn_single_model_ignored(values)
+        return read_model_config_file(values["model_config_file"])
+    if file_models:
+        _warn_single_model_ignored(values)
+        return _models_from_list(file_models, os.path.dirname(config_file), config_file)
+    if values["model_base_path"]:
+        # model_base_path is already absolute: _convert resolved it against its layer's directory.
+        return (
+            ModelConfig(
+                name=_model_name(values["model_name"], "model_name"), base_path=values["model_base_path"]
+            ),
+        )
+    return ()
+
+
+def _warn_single_model_ignored(values: Mapping[str, Any]) -> None:
+    """Log that model_base_path is ignored because a model list is configured (TF Serving's rule)."""
+    if values["model_base_path"]:
+        logger.warning("model_name/model_base_path are ignored because a model list is configured")
+
+
+def load_settings(args: argparse.Namespace | None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Merge command line, environment, YAML file and defaults into validated :class:`Settings`.
+
+    ``args`` comes from a parser prepared with :func:`add_arguments` (``None``: no command line).
+    Raises :class:`ConfigError` with a path-qualified message (``models[1].base_path: ...``) on the
+    first problem found.
+    """
+    layers = [_cli_layer(args), _env_layer(environ)]
+    config_file = _option_value(_OPTIONS_BY_NAME["config_file"], layers)
+    file_models = None
+    if config_file:
+        file_layer, file_models = _file_layer(config_file)
+        layers.append(file_layer)
+    values = {option.name: _option_value(option, layers) for option in OPTIONS}
+    _check_retry_delays(values)
+    return Settings(**values, models=_build_models(values, file_models, config_file))
+
+
+def describe_options() -> str:
+    """Render the option table as a Markdown table, for the documentation."""
+    lines = [
+        "| option | type | default | flags | environment | TF Serving | description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        cells = (
+            f"`{option.name}`",
+            option.type.__name__,
+            f"`{option.default!r}`",
+            ", ".join(f"`{flag}`" for flag in option.flags),
+            f"`{option.env}`",
+            f"`{option.tf_flag}`" if option.tf_flag else "",
+            option.doc.replace("|", "\\|"),
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
