@@ -1,0 +1,471 @@
+"""TF Serving's REST predict JSON: request bodies to numpy inputs, numpy outputs to response bytes.
+
+Follows TF Serving's ``util/json_tensor.cc`` (TFSERVING.md 4.5, 4.6), messages included. Valid
+requests take a fast path (C-level type and size checks over each nesting level, one numpy
+conversion); only a request that fails it is walked element by element, to name the first error the
+way TF Serving does. numpy and orjson only: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import sys
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Mapping, NoReturn, Sequence
+
+import numpy as np
+import orjson
+
+from tfaas.errors import Internal, InvalidArgument, Unimplemented
+from tfaas.servables.servable import SignatureInfo
+
+_B64 = "b64"
+_BYTES_SUFFIX = "_bytes"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_MAX_MESSAGE_VALUE = 200  # NOTE: longest JSON text of a value quoted in an error message.
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """The decoded tensors of a predict request, and whether they came in the columnar format.
+
+    ``columnar`` picks the response format: ``{"outputs": ...}`` for ``inputs`` requests,
+    ``{"predictions": [...]}`` for ``instances`` requests.
+    """
+
+    inputs: dict[str, np.ndarray]
+    columnar: bool
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """How JSON values become one TF dtype: ``kind`` is float, int, bool or string."""
+
+    name: str  # TF's DataTypeString, used in messages ("float")
+    kind: str
+    dtype: np.dtype
+    leaf_types: frozenset[type]
+
+
+def _new_codec(name: str, kind: str, dtype: type, leaf_types: frozenset[type]) -> _Codec:
+    return _Codec(name, kind, np.dtype(dtype), leaf_types)
+
+
+_NUMBERS = frozenset({int, float})
+_CODECS: dict[str, _Codec] = {
+    "DT_FLOAT": _new_codec("float", "float", np.float32, _NUMBERS),
+    "DT_DOUBLE": _new_codec("double", "float", np.float64, _NUMBERS),
+    "DT_INT8": _new_codec("int8", "int", np.int8, frozenset({int})),
+    "DT_INT16": _new_codec("int16", "int", np.int16, frozenset({int})),
+    "DT_INT32": _new_codec("int32", "int", np.int32, frozenset({int})),
+    "DT_INT64": _new_codec("int64", "int", np.int64, frozenset({int})),
+    "DT_UINT8": _new_codec("uint8", "int", np.uint8, frozenset({int})),
+    "DT_UINT16": _new_codec("uint16", "int", np.uint16, frozenset({int})),
+    "DT_UINT32": _new_codec("uint32", "int", np.uint32, frozenset({int})),
+    "DT_UINT64": _new_codec("uint64", "int", np.uint64, frozenset({int})),
+    "DT_BOOL": _new_codec("bool", "bool", np.bool_, frozenset({bool})),
+    "DT_STRING": _new_codec("string", "string", np.object_, frozenset({str, dict})),
+}
+
+
+def decode_predict_request(body: Mapping[str, Any], signature: SignatureInfo) -> PredictRequest:
+    """Turn a parsed predict body into one numpy array per input alias of ``signature``.
+
+    Raises ``InvalidArgument`` for anything the client got wrong and ``Unimplemented`` for an input
+    dtype JSON cannot express (e.g. ``DT_HALF``), each with TF Serving's message.
+    """
+    _check_object(body)
+    if "instances" in body:
+        if "inputs" in body:
+            raise InvalidArgument(
+                "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+            )
+        return PredictRequest(_decode_instances(body["instances"], signature), columnar=False)
+    if "inputs" in body:
+        return PredictRequest(_decode_inputs(body["inputs"], signature), columnar=True)
+    raise InvalidArgument("Missing 'inputs' or 'instances' key")
+
+
+def encode_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -> bytes:
+    """Write ``outputs`` as TF Serving's predict response: ``{"outputs": ...}`` or ``{"predictions": [...]}``.
+
+    Row format needs every output to have rank >= 1 and the same dim 0; otherwise ``InvalidArgument``.
+    """
+    aliases = sorted(outputs)
+    key = b'{"outputs":' if columnar else b'{"predictions":'
+    if not columnar:
+        _check_batch_sizes(outputs, aliases)
+    if len(aliases) == 1:
+        return key + _tensor_json(aliases[0], outputs[aliases[0]]) + b"}"
+    if columnar:
+        fields = (orjson.dumps(alias) + b":" + _tensor_json(alias, outputs[alias]) for alias in aliases)
+        return key + b"{" + b",".join(fields) + b"}}"
+    return key + _rows_json(outputs, aliases) + b"}"
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+
+def _check_object(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"JSON Value: {_json_text(body)} Is not object")
+
+
+def _decode_instances(instances: Any, signature: SignatureInfo) -> dict[str, np.ndarray]:
+    """The row format: a list with one entry per batch element."""
+    if not isinstance(instances, list):
+        raise InvalidArgument("Expecting 'instances' to be an list/array")
+    if not instances:
+        raise InvalidArgument("No values in 'instances' array")
+    aliases = sorted(signature.inputs)
+    if _is_named_object(instances[0]):
+        _check_named_rows(instances, aliases)
+        return {
+            alias: _batch([row[alias] for row in instances], _codec(signature, alias), alias) for alias in aliases
+        }
+    if len(aliases) != 1:
+        raise InvalidArgument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors required as "
+            "per tensorinfo_map"
+        )
+    return {aliases[0]: _batch(instances, _codec(signature, aliases[0]), None)}
+
+
+def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
+    """Every row must be an object whose keys are exactly the input aliases."""
+    wanted = set(aliases)
+    for index, row in enumerate(instances):
+        if not _is_named_object(row):
+            raise InvalidArgument(f"Expecting object but got list at item {index} of input list")
+        if row.keys() == wanted:
+            continue
+        unknown = next((key for key in row if key not in wanted), None)
+        if unknown is not None:
+            raise InvalidArgument(
+                f"Failed to process element: {index} key: {unknown} of 'instances' list. "
+                f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {unknown}"
+            )
+        raise InvalidArgument(
+            f"Failed to process element: {index} of 'instances' list. JSON object: {_json_text(row)} "
+            f"keys must be equal to: {','.join(aliases)}"
+        )
+
+
+def _batch(rows: list[Any], codec: _Codec, alias: str | None) -> np.ndarray:
+    """Stack the rows of one input (``alias``; None for plain rows) into one array.
+
+    NOTE: the rows are one nested list of shape ``[len(rows)] + row shape``, converted in one go; only
+    a failure needs TF Serving's row-by-row account of what went wrong.
+    """
+    try:
+        return _to_array(rows, codec)
+    except InvalidArgument:
+        _explain_rows(rows, codec, alias)
+        raise
+
+
+def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
+    """Raise TF Serving's message for the first bad row: its own error, or a size or shape unlike row 0's."""
+    if alias is None:
+        for index, row in enumerate(rows):
+            if _is_named_object(row):
+                raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
+    where = "" if alias is None else f" key: {alias}"
+    first_shape = _dense_shape(rows[0])
+    for index, row in enumerate(rows):
+        shape = _dense_shape(row)
+        try:
+            _to_array(row, codec)
+            if math.prod(shape) != math.prod(first_shape):
+                raise InvalidArgument(
+                    f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}"
+                )
+            if shape != first_shape:
+                raise InvalidArgument(f"Expecting shape {_shape_text(first_shape)} but got: {_shape_text(shape)}")
+        except InvalidArgument as error:
+            raise InvalidArgument(
+                f"Failed to process element: {index}{where} of 'instances' list. Error: INVALID_ARGUMENT: {error}"
+            ) from None
+
+
+def _decode_inputs(inputs: Any, signature: SignatureInfo) -> dict[str, np.ndarray]:
+    """The columnar format: one full tensor, or an object with one full tensor per alias."""
+    aliases = sorted(signature.inputs)
+    if not _is_named_object(inputs):
+        if len(aliases) != 1:
+            raise InvalidArgument(
+                "inputs is a plain value/list, but expecting an object as multiple input tensors required as "
+                "per tensorinfo_map"
+            )
+        return {aliases[0]: _to_array(inputs, _codec(signature, aliases[0]))}
+    for alias in aliases:
+        if alias not in inputs:
+            raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
+    return {alias: _to_array(inputs[alias], _codec(signature, alias)) for alias in aliases}
+
+
+def _codec(signature: SignatureInfo, alias: str) -> _Codec:
+    dtype = signature.inputs[alias].dtype
+    codec = _CODECS.get(dtype)
+    if codec is None:
+        name = dtype[3:].lower() if dtype.startswith("DT_") else dtype
+        raise Unimplemented(f"Conversion of JSON Value to type: {name} is not supported (input: {alias})")
+    return codec
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(_B64), str)
+
+
+def _is_named_object(value: Any) -> bool:
+    """An object naming inputs, as opposed to a value (a ``{"b64": ...}`` object is a value)."""
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _dense_shape(value: Any) -> list[int]:
+    """The shape TF Serving infers for ``value``: the lengths along its first elements."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _to_array(value: Any, codec: _Codec) -> np.ndarray:
+    """Convert one JSON value (a scalar or nested lists) to an array of ``codec``'s dtype."""
+    shape = _dense_shape(value)
+    leaves = _dense_leaves(value, shape)
+    if leaves is None or not set(map(type, leaves)) <= codec.leaf_types:
+        _explain(value, shape, codec)
+    if codec.kind == "string":
+        return _string_array([_string_leaf(leaf, codec) for leaf in leaves], shape)
+    try:
+        with np.errstate(over="ignore"):  # NOTE: floats beyond float32's range become +-inf, as in TF Serving.
+            return np.array(leaves, dtype=codec.dtype).reshape(shape)
+    except OverflowError:  # an int out of the dtype's range, or too large for a float
+        _explain(value, shape, codec)
+
+
+def _dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
+    """The leaves of ``value`` in row-major order if its lists all have ``shape``'s sizes, else None.
+
+    NOTE: each level is checked with C-level set/map calls, so a valid tensor costs no per-element
+    Python code; the leaf types are checked by the caller the same way.
+    """
+    items = [value]
+    for size in shape:
+        if set(map(type, items)) != {list} or set(map(len, items)) != {size}:
+            return None
+        items = list(chain.from_iterable(items))
+    return items
+
+
+def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
+    """Walk ``value`` depth first and raise TF Serving's message for its first offending element."""
+    rank = len(shape)
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if not isinstance(item, list):
+            if level != rank:
+                raise InvalidArgument(
+                    f"JSON Value: {_json_text(item)} found at incorrect level: {level + 1} in the JSON DOM. "
+                    f"Expected at level: {rank}"
+                )
+            _check_leaf(item, codec)
+        elif level >= rank:
+            raise InvalidArgument(f"Encountered list at unexpected level: {level} expected < {rank}")
+        elif len(item) != shape[level]:
+            raise InvalidArgument(
+                f"Encountered list at unexpected size: {len(item)} at level: {level} expected size: {shape[level]}"
+            )
+        else:
+            stack.extend((child, level + 1) for child in reversed(item))
+    raise InvalidArgument(f"JSON Value: {_json_text(value)} is not a tensor of type: {codec.name}")
+
+
+def _check_leaf(value: Any, codec: _Codec) -> None:
+    """Raise ``InvalidArgument`` unless ``value`` converts to ``codec``'s dtype exactly."""
+    if codec.kind == "string":
+        _string_leaf(value, codec)
+    elif type(value) not in codec.leaf_types or not _in_range(value, codec):
+        raise InvalidArgument(
+            f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {codec.name}"
+        )
+
+
+def _in_range(value: int | float, codec: _Codec) -> bool:
+    if codec.kind == "int":
+        limits = np.iinfo(codec.dtype)
+        return limits.min <= value <= limits.max
+    if codec.kind == "float" and isinstance(value, int):
+        return abs(value) <= sys.float_info.max  # NOTE: int/float comparison is exact, never overflows.
+    return True
+
+
+def _string_leaf(value: Any, codec: _Codec) -> bytes:
+    """A DT_STRING element: a str (UTF-8 encoded) or a ``{"b64": ...}`` object (decoded)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict):
+        if not _is_b64(value):
+            raise InvalidArgument(f"JSON Value: {_json_text(value)} not formatted correctly for base64 data")
+        return _b64decode(value[_B64])
+    raise InvalidArgument(
+        f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {codec.name}"
+    )
+
+
+def _b64decode(text: str) -> bytes:
+    """Decode standard base64, with or without its ``=`` padding."""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("Unable to base64 decode") from None
+
+
+def _string_array(values: list[Any], shape: Sequence[int]) -> np.ndarray:
+    """An object array of ``shape`` holding ``values`` (bytes, str or dicts) in row-major order."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values  # NOTE: slice assignment stops numpy from looking inside the elements.
+    return array.reshape(shape)
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+
+def _check_batch_sizes(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> None:
+    """Row format: every output needs a batch dim, the same for all."""
+    batch = None
+    for alias in aliases:
+        shape = np.shape(outputs[alias])
+        if not shape:
+            raise InvalidArgument(f"Tensor name: {alias} has no shape information")
+        if batch is None:
+            batch = shape[0]
+        elif shape[0] != batch:
+            raise InvalidArgument(
+                f"Tensor name: {alias} has inconsistent batch size: {shape[0]} expecting: {batch}"
+            )
+
+
+def _rows_json(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> bytes:
+    """``[{"a": a[0], "b": b[0]}, ...]``: the row format of several outputs."""
+    keys = [orjson.dumps(alias) + b":" for alias in aliases]
+    columns = [_row_jsons(alias, np.asarray(outputs[alias])) for alias in aliases]
+    rows = (b"{" + b",".join(map(bytes.__add__, keys, parts)) + b"}" for parts in zip(*columns))
+    return b"[" + b",".join(rows) + b"]"
+
+
+def _row_jsons(alias: str, array: np.ndarray) -> list[bytes]:
+    """The JSON text of each ``array[i]``, without a Python loop over the elements of numeric arrays."""
+    if array.dtype.kind in "OSU":
+        return [orjson.dumps(row) for row in _strings_jsonable(alias, array)]
+    if not array.size:
+        return [_tensor_json(alias, row) for row in array]
+    depth = array.ndim - 1
+    inner = _tensor_json(alias, array)[array.ndim : -array.ndim]
+    # NOTE: numbers (NaN and Infinity too) hold no brackets or commas, so rows meet exactly where `depth`
+    # brackets close, a comma follows and `depth` brackets open; deeper seams have fewer brackets.
+    seam = b"]" * depth + b"," + b"[" * depth
+    return [b"[" * depth + part + b"]" * depth for part in inner.split(seam)]
+
+
+def _tensor_json(alias: str, value: np.ndarray) -> bytes:
+    """The JSON text of one tensor: nested lists, TF Serving's float and bytes conventions."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind in "OSU":
+        return orjson.dumps(_strings_jsonable(alias, array))
+    if kind == "f":
+        return _floats_json(array)
+    if kind in "biu":
+        return _dump_numeric(array)
+    raise Unimplemented(f"Tensor name: {alias} has type {array.dtype}, which JSON cannot express")
+
+
+def _dump_numeric(array: np.ndarray) -> bytes:
+    if array.ndim == 0:
+        return orjson.dumps(array[()], option=_NUMPY)  # NOTE: orjson takes numpy scalars, not 0-d arrays.
+    return orjson.dumps(np.ascontiguousarray(array), option=_NUMPY)
+
+
+def _floats_json(array: np.ndarray) -> bytes:
+    """Floats in their shortest round-trip form (float32 as float32), non-finite ones as bare tokens."""
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)  # orjson has no float16
+    text = _dump_numeric(array)
+    if np.isfinite(array).all():
+        return text
+    return _with_non_finite_tokens(array, text)
+
+
+def _with_non_finite_tokens(array: np.ndarray, text: bytes) -> bytes:
+    """Replace the ``null`` orjson writes for NaN and infinities by ``NaN``, ``Infinity``, ``-Infinity``.
+
+    NOTE: a finite number never serializes to ``null``, so the k-th ``null`` of ``text`` is the k-th
+    non-finite element in row-major order, which is the order boolean indexing returns them in.
+    """
+    bad = array[~np.isfinite(array)]
+    tokens = np.where(np.isnan(bad), b"NaN", np.where(bad > 0, b"Infinity", b"-Infinity")).tolist()
+    pieces = text.split(b"null")
+    merged = [pieces[0]]
+    for token, piece in zip(tokens, pieces[1:]):
+        merged += (token, piece)
+    return b"".join(merged)
+
+
+def _strings_jsonable(alias: str, array: np.ndarray) -> Any:
+    """Nested lists of str: ``{"b64": ...}`` objects when ``alias`` ends in ``_bytes``, else UTF-8 text."""
+    as_b64 = alias.endswith(_BYTES_SUFFIX)
+    values = [_string_jsonable(alias, element, as_b64) for element in array.ravel().tolist()]
+    return _string_array(values, array.shape).tolist()
+
+
+def _string_jsonable(alias: str, element: Any, as_b64: bool) -> Any:
+    if isinstance(element, str):
+        element = element.encode("utf-8")
+    elif not isinstance(element, bytes):
+        raise Internal(f"Tensor name: {alias} holds a {type(element).__name__}, not bytes")
+    if as_b64:
+        return {_B64: base64.b64encode(element).decode("ascii")}
+    # NOTE: TF Serving writes the raw bytes, invalid UTF-8 included; JSON text cannot hold those.
+    return element.decode("utf-8", errors="replace")
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as (compact, possibly shortened) JSON text for an error message."""
+    try:
+        text = orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _MAX_MESSAGE_VALUE else text[:_MAX_MESSAGE_VALUE] + "..."
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name rapidjson gives ``value`` (TF Serving's messages use it)."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "String"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, dict):
+        return "Object"
+    return type(value).__name__
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
