@@ -1,0 +1,102 @@
+"""The /v1 routes over a real ServerCore whose loader is a small fake (no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfaas.config import ModelConfig, Settings
+from tfaas.core.servable_id import ServableId
+from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.server.app import create_app
+from tfaas.server_core import ServerCore
+from tfaas.servables.servable import SignatureInfo, TensorInfo
+
+SIGNATURE = SignatureInfo(
+    "serving_default",
+    "tensorflow/serving/predict",
+    {"x": TensorInfo("x", "x:0", "DT_FLOAT", (None, 1))},
+    {"y": TensorInfo("y", "y:0", "DT_FLOAT", (None, 1))},
+)
+
+
+class TimesVersion:
+    """A servable computing ``y = x * version``."""
+
+    signatures = {"serving_default": SIGNATURE}
+
+    def __init__(self, id: ServableId) -> None:
+        self.version = id.version
+
+    def run(self, signature_name, inputs):
+        return {"y": inputs["x"] * np.float32(self.version)}
+
+
+class TimesVersionLoader:
+    def __init__(self, id: ServableId, path: str) -> None:
+        self.id = id
+
+    def load(self) -> TimesVersion:
+        return TimesVersion(self.id)
+
+    def unload(self) -> None:
+        pass
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    for version in (1, 2):
+        (tmp_path / "m" / str(version)).mkdir(parents=True)
+        (tmp_path / "m" / str(version) / "saved_model.pb").write_bytes(b"fake")
+    model = ModelConfig(
+        name="m",
+        base_path=str(tmp_path / "m"),
+        version_policy=ServableVersionPolicy("all"),
+        version_labels={"stable": 1},
+    )
+    settings = Settings(models=(model,), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    core = ServerCore(settings, loader_factory=TimesVersionLoader)
+    core.start()
+    assert core.monitor.wait_until(lambda: core.manager.available_versions("m") == [2, 1], 5)
+    yield create_app(core).test_client()
+    core.stop()
+
+
+def test_predict_latest_version_and_label(client):
+    assert client.post("/v1/models/m:predict", json={"instances": [[3.0]]}).json == {"predictions": [[6.0]]}
+    assert client.post("/v1/models/m/versions/1:predict", json={"inputs": [[3.0]]}).json == {"outputs": [[3.0]]}
+    assert client.post("/v1/models/m/labels/stable:predict", json={"instances": [[3.0]]}).json == {
+        "predictions": [[3.0]]
+    }
+
+
+def test_paths_are_matched_case_insensitively_like_tf_serving(client):
+    assert client.post("/V1/Models/m:PREDICT", json={"instances": [[1.0]]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method,path,status,message",
+    [
+        ("GET", "/v1/foo", 400, "Malformed request: GET /v1/foo"),
+        ("POST", "/v1/models", 400, "Malformed request: POST /v1/models"),
+        ("GET", "/v1/models/m:predict", 405, "Method GET is not allowed"),
+        ("PUT", "/v1/models/m", 405, "Method PUT is not allowed"),
+        ("GET", "/v1/models/m/version/1", 400, "Malformed request"),
+        ("GET", "/v1/models/m/versions/HELLO", 400, "Malformed request"),
+        ("GET", "/v1/models/m/versions/99999999999999999999", 400, "Failed to convert version"),
+        ("GET", "/nowhere", 404, "requested URL was not found"),
+        ("GET", "/v1/models/m/versions/7", 404, "Could not find version 7 of model m"),
+    ],
+)
+def test_routing_errors_are_json(client, method, path, status, message):
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert message in response.json["error"]
+
+
+def test_status_lists_versions_highest_first(client):
+    versions = client.get("/v1/models/m").json["model_version_status"]
+    assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]

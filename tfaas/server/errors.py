@@ -1,0 +1,36 @@
+"""The one mapping from errors to HTTP responses: always ``{"error": "..."}`` with JSON content type."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from tfaas.errors import TfaasError
+
+log = logging.getLogger("tfaas.server")
+
+
+def error_response(message: str, status: int) -> Response:
+    """A JSON error body as TF Serving sends it."""
+    return Response(orjson.dumps({"error": message}), status=status, mimetype="application/json")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn our errors, Werkzeug's own (404, 405, 413...) and any bug into JSON errors."""
+
+    @app.errorhandler(TfaasError)
+    def _tfaas_error(exc: TfaasError) -> Response:
+        return error_response(exc.message, exc.http_status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return error_response(exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _server_fault(exc: Exception) -> Response:
+        # NOTE: only a bug gets here; the client's mistakes are TfaasErrors raised on purpose.
+        log.exception("Unhandled error while serving a request")
+        return error_response(f"Internal error: {type(exc).__name__}: {exc}", 500)

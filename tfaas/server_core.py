@@ -1,0 +1,157 @@
+"""``ServerCore``: one worker's whole serving pipeline, built from the settings.
+
+It wires, as TF Serving's ServerCore does, the filesystem source to the manager through a loader
+factory (the source adapter), keeps the state monitor that backs the status API, and resolves a
+request's model spec (latest, a version, or a label) to a handle. It knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from tfaas.config import ModelConfig, Settings
+from tfaas.core.loader import Loader, LoaderFactory
+from tfaas.core.manager import AspiredVersionsManager, RetryPolicy
+from tfaas.core.servable_handle import ServableHandle
+from tfaas.core.servable_id import ServableId
+from tfaas.core.source import AspiredVersion
+from tfaas.core.state_monitor import ServableStateMonitor
+from tfaas.core.states import EventBus, ServableState
+from tfaas.errors import InvalidArgument, NotFound, Unavailable
+from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
+
+log = logging.getLogger("tfaas.server_core")
+
+
+def saved_model_loader(id: ServableId, path: str) -> Loader:
+    """The default loader factory: every version directory is a SavedModel."""
+    from tfaas.servables.saved_model import SavedModelLoader  # NOTE: keeps TF out of import time
+
+    return SavedModelLoader(id, path)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a request asks for: a model, and at most one of a version or a label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+class ServerCore:
+    """Source → manager → servables for the configured models, plus status and labels."""
+
+    def __init__(self, settings: Settings, loader_factory: LoaderFactory = saved_model_loader) -> None:
+        self.settings = settings
+        self.bus = EventBus()
+        self.monitor = ServableStateMonitor(self.bus)
+        self.manager = AspiredVersionsManager(
+            self.bus,
+            num_load_threads=settings.num_load_threads,
+            num_unload_threads=settings.num_unload_threads,
+            retry=RetryPolicy(
+                initial=settings.load_retry_initial_seconds,
+                maximum=settings.load_retry_max_seconds,
+                max_retries=settings.max_num_load_retries,
+            ),
+        )
+        self._loader_factory = loader_factory
+        self._models: dict[str, ModelConfig] = {}
+        self._source = FileSystemStoragePathSource(
+            [],
+            poll_wait_seconds=settings.file_system_poll_wait_seconds,
+            settle_seconds=settings.version_settle_seconds,
+        )
+        self._source.set_aspired_versions_callback(self._on_aspired_versions)
+        self._started = threading.Event()
+        self._apply_models(settings.models)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start loading: the manager's thread, then the source (whose first poll aspires versions)."""
+        self.manager.start()
+        self._source.start()
+        self._started.set()
+
+    def stop(self) -> None:
+        """Stop watching, then unload every version once its in-flight requests have finished."""
+        if self._started.is_set():
+            self._source.stop()
+            self.manager.stop()
+        self.monitor.close()
+
+    def _apply_models(self, models: Sequence[ModelConfig]) -> None:
+        self._models = {m.name: m for m in models}
+        for model in models:
+            self.manager.set_swap_policy(model.name, model.swap_policy)
+        self._source.update_config([_source_config(m) for m in models])
+
+    def _on_aspired_versions(self, name: str, versions: list[AspiredVersion]) -> None:
+        self.manager.set_aspired_versions(
+            name, [(v.id, self._loader_factory(v.id, v.path)) for v in versions]
+        )
+
+    # ---- requests -------------------------------------------------------------------------------
+
+    @property
+    def model_names(self) -> list[str]:
+        """The configured models, sorted."""
+        return sorted(self._models)
+
+    def get_handle(self, spec: ModelSpec) -> ServableHandle:
+        """Resolve a request's model spec to a handle on a loaded version (release it when done)."""
+        version = spec.version
+        if spec.label is not None:
+            version = self._label_version(spec.name, spec.label)
+        try:
+            return self.manager.get_handle(spec.name, version)
+        except NotFound:
+            if version is None and spec.name in self._models and not self.monitor.version_states(spec.name):
+                # NOTE: configured, but no version found on disk and settled yet (start-up, or a
+                # copy in progress): worth a retry, unlike an unknown model.
+                raise Unavailable(f"Model {spec.name} is loading: no version is available yet") from None
+            raise
+
+    def _label_version(self, name: str, label: str) -> int:
+        model = self._models.get(name)
+        labels: Mapping[str, int] = model.version_labels if model else {}
+        if label not in labels:
+            raise InvalidArgument(f"Unrecognized servable version label: {label}")
+        return labels[label]
+
+    def version_states(self, name: str, version: int | None = None) -> list[ServableState]:
+        """States for the status API: every known version of ``name`` (highest first), or one.
+
+        Raises ``NotFound`` with TF Serving's messages for an unknown model or version.
+        """
+        states = self.monitor.version_states(name)
+        if not states:
+            raise NotFound(f"Could not find any versions of model {name}")
+        if version is None:
+            return list(states.values())
+        if version not in states:
+            raise NotFound(f"Could not find version {version} of model {name}")
+        return [states[version]]
+
+    def is_ready(self) -> bool:
+        """True once every configured model has at least one AVAILABLE version."""
+        return all(self.manager.available_versions(name) for name in self._models)
+
+    def wait_until_ready(self, timeout: float) -> bool:
+        """Block until ``is_ready()`` or ``timeout`` seconds; for tests and start-up scripts."""
+        return self.monitor.wait_until(self.is_ready, timeout)
+
+
+def _source_config(model: ModelConfig) -> ServableSourceConfig:
+    return ServableSourceConfig(
+        name=model.name,
+        base_path=model.base_path,
+        version_policy=model.version_policy,
+        settle_seconds=model.settle_seconds,
+    )
+
