@@ -1,0 +1,102 @@
+"""Starts the real server (``python -m tfaas serve`` under gunicorn) and speaks HTTP to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """One server process, its port and its log file; stopped by its own PID only."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "tfaas", "serve"),
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {**os.environ, "TFAAS_HOST": "127.0.0.1", "TFAAS_REST_API_PORT": str(self.port)}
+        full_env.update(env or {})
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [*command, *args], stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
+        )
+
+    def wait_listening(self, timeout: float = 120) -> None:
+        """Wait until the HTTP port answers (models may still be loading)."""
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                requests.get(self.url + "/v1/models/__probe__", timeout=1)
+                return True
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answers, timeout, interval=0.1)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=30, **kwargs)
+
+    def version_states(self, model: str) -> dict[int, str]:
+        """``{version: state}`` from the status API ({} while the model is unknown)."""
+        response = self.get(f"/v1/models/{model}")
+        if response.status_code != 200:
+            return {}
+        return {int(v["version"]): v["state"] for v in response.json()["model_version_status"]}
+
+    def wait_available(self, model: str, version: int, timeout: float = 60) -> None:
+        wait_for(lambda: self.version_states(model).get(version) == "AVAILABLE", timeout)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM the server (gunicorn's master, our child) and wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,5 @@
+"""``python -m tfaas`` is the ``tfaas`` command."""
+
+from tfaas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The ``tfaas`` command: ``tfaas serve`` runs the server; ``tfaas examples DIR`` writes the example models.
+
+``tfaas serve`` takes TF Serving's flag names (``--model_name``, ``--model_base_path``,
+``--model_config_file``, ``--rest_api_port``, ...). Flags of TF Serving that tfaas does not have
+(``--port`` for gRPC, say) are reported and ignored, as TF Serving itself does with unknown
+arguments, so a TF Serving command line keeps working. With no model given, it serves the example
+models, building them first if they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tfaas import __version__
+from tfaas.config import ModelConfig, Settings, add_arguments, load_settings
+from tfaas.errors import ConfigError
+
+log = logging.getLogger("tfaas.cli")
+
+EXAMPLE_MODELS = ("half_plus_two", "dense42")
+"""The models ``tfaas.examples`` writes, served when no model is configured."""
+
+
+def example_models_dir() -> Path:
+    """Where the example models live: ``$TFAAS_EXAMPLES_DIR``, the checkout's ``examples/models``
+    when running from a source checkout, else a per-user data directory."""
+    if os.environ.get("TFAAS_EXAMPLES_DIR"):
+        return Path(os.environ["TFAAS_EXAMPLES_DIR"]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "setup.py").is_file() and (checkout / "examples").is_dir():
+        return checkout / "examples" / "models"
+    return Path.home() / ".local" / "share" / "tfaas" / "examples"
+
+
+def ensure_example_models(root: Path) -> None:
+    """Build the example models under ``root`` unless they are all there.
+
+    NOTE: built in a child process, because importing TensorFlow in gunicorn's master would make
+    the forked workers unsafe.
+    """
+    if all(any(p.name.isdigit() for p in (root / m).glob("*")) for m in EXAMPLE_MODELS):
+        return
+    log.info("Building the example models in %s", root)
+    subprocess.run([sys.executable, "-m", "tfaas.examples", str(root)], check=True)
+
+
+def with_example_models(settings: Settings) -> Settings:
+    """``settings`` serving the example models (for a plain ``tfaas serve``)."""
+    root = example_models_dir()
+    ensure_example_models(root)
+    models = tuple(ModelConfig(name=m, base_path=str(root / m)) for m in EXAMPLE_MODELS)
+    return dataclasses.replace(settings, models=models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``serve`` (every option of ``tfaas.config``) and ``examples``."""
+    parser = argparse.ArgumentParser(prog="tfaas", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"tfaas {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve models over HTTP (TF Serving's REST API)")
+    add_arguments(serve)
+    examples = commands.add_parser("examples", help="write the example models to a directory")
+    examples.add_argument("directory", nargs="?", help="default: where `tfaas serve` looks for them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tfaas`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        log.warning("Ignoring arguments tfaas does not know: %s", " ".join(unknown))
+    if args.command == "examples":
+        ensure_example_models(Path(args.directory) if args.directory else example_models_dir())
+        return 0
+    try:
+        settings = load_settings(args)
+    except ConfigError as exc:
+        print(f"tfaas: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if not settings.models:
+        settings = with_example_models(settings)
+    from tfaas.server.gunicorn_app import serve  # NOTE: gunicorn only for the serve command
+
+    serve(settings)
+    return 0
