@@ -40,6 +40,7 @@ class TfaasApplication(BaseApplication):
             "preload_app": False,
             "loglevel": s.log_level,
             "worker_exit": self._on_worker_exit,
+            "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
         }
         for key, value in options.items():
             self.cfg.set(key, value)
