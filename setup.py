@@ -25,6 +25,6 @@ setup(
         # A fast JSON codec for the request path (numpy arrays encode without Python loops).
         "orjson>=3.8",
     ],
-    extras_require={"test": ["pytest>=7", "requests>=2"]},
+    extras_require={"test": ["pytest>=7", "requests>=2", "ruff>=0.6"]},
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},
 )

@@ -79,8 +79,12 @@ def main() -> None:
     for model in MODELS:
         shutil.copytree(work / "src" / model / "1", work / "models" / model / "1")
     url = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "TFAAS_EXAMPLES_DIR": str(work / "models"), "TFAAS_HOST": "127.0.0.1",
-           "TFAAS_REST_API_PORT": str(args.port)}
+    env = {
+        **os.environ,
+        "TFAAS_EXAMPLES_DIR": str(work / "models"),
+        "TFAAS_HOST": "127.0.0.1",
+        "TFAAS_REST_API_PORT": str(args.port),
+    }
     log_path = work / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "tfaas", "serve"], env=env, stdout=log, stderr=log)
@@ -93,7 +97,7 @@ def main() -> None:
             for model in MODELS:
                 shutil.copytree(work / "src" / model / "1", work / "models" / model / str(version))
                 copied = time.monotonic()
-                waits[model].append(wait_until(lambda: state(url, model, version) == "AVAILABLE", 30) - copied)
+                waits[model].append(wait_until(lambda m=model, v=version: state(url, m, v) == "AVAILABLE", 30) - copied)
         rss_after = {pid: rss_mib(pid) for pid in server_pids(server.pid)}
         log = log_path.read_text(errors="replace")
         loads = {
@@ -121,8 +125,10 @@ def report(rounds, waits, loads, rss_loaded, rss_after) -> None:
     print("|---|---|---|")
     for model in waits:
         w, lo = waits[model], loads[model]
-        print(f"| {model} | {statistics.median(w):.2f} s ({max(w):.2f} s) "
-              f"| {statistics.median(lo) * 1000:.0f} ms ({max(lo) * 1000:.0f} ms) |")
+        print(
+            f"| {model} | {statistics.median(w):.2f} s ({max(w):.2f} s) "
+            f"| {statistics.median(lo) * 1000:.0f} ms ({max(lo) * 1000:.0f} ms) |"
+        )
     print("\n| process | RSS after the examples loaded | RSS after the swaps |")
     print("|---|---|---|")
     for i, pid in enumerate(rss_loaded):

@@ -176,9 +176,7 @@ def test_to_dict_is_plain(tmp_path: Path) -> None:
 
 def test_importing_config_does_not_import_tensorflow_or_flask() -> None:
     code = "import sys, tfaas.config; print(any(m in sys.modules for m in ('tensorflow', 'flask')))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
@@ -298,9 +296,7 @@ def test_single_model_flags_build_one_model() -> None:
 
 def test_model_config_file_overrides_single_model_flags(tmp_path: Path) -> None:
     models = write(tmp_path / "models.config", 'model_config_list { config { name: "x" base_path: "/x" } }\n')
-    settings = load(
-        "--model_config_file", str(models), "--model_name", "ignored", "--model_base_path", "/ignored"
-    )
+    settings = load("--model_config_file", str(models), "--model_name", "ignored", "--model_base_path", "/ignored")
     assert [m.name for m in settings.models] == ["x"]
 
 
@@ -406,8 +402,7 @@ def test_empty_text_format_file_has_no_models(tmp_path: Path) -> None:
         ('model_config_list { config { name: "x" } }', "models[0].base_path: must not be empty"),
         ('model_config_list { config { base_path: "/x" } }', "models[0].name: must not be empty"),
         (
-            'model_config_list { config { name: "x" base_path: "/x" '
-            'version_labels { key: "s" value: -1 } } }',
+            'model_config_list { config { name: "x" base_path: "/x" version_labels { key: "s" value: -1 } } }',
             "models[0].labels.s: must be >= 0",
         ),
         ('custom_model_config { type_url: "x" }', "custom_model_config is not supported"),

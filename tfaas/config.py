@@ -269,8 +269,7 @@ def _version_policy(raw: Any, where: str) -> ServableVersionPolicy:
         ((kind, arg),) = raw.items()
     else:
         raise ConfigError(
-            f"{where}: expected 'latest', 'all', {{latest: N}}, {{all: {{}}}} or "
-            f"{{specific: [versions]}}, got {raw!r}"
+            f"{where}: expected 'latest', 'all', {{latest: N}}, {{all: {{}}}} or {{specific: [versions]}}, got {raw!r}"
         )
     if kind == "latest":
         return _latest_policy(arg, f"{where}.latest")
@@ -299,9 +298,7 @@ def _specific_policy(arg: Any, where: str) -> ServableVersionPolicy:
         arg = arg.get("versions", [])
     if not isinstance(arg, list):
         raise ConfigError(f"{where}: expected a list of versions, got {arg!r}")
-    versions = tuple(
-        _checked(_to_int(v, f"{where}[{i}]"), _at_least(0), f"{where}[{i}]") for i, v in enumerate(arg)
-    )
+    versions = tuple(_checked(_to_int(v, f"{where}[{i}]"), _at_least(0), f"{where}[{i}]") for i, v in enumerate(arg))
     return ServableVersionPolicy(kind="specific", versions=versions)
 
 
@@ -429,9 +426,7 @@ def _text_format_models(path: str) -> list[dict[str, Any]]:
         ) from None
     if config.WhichOneof("config") == "custom_model_config":
         raise ConfigError(f"{path}: custom_model_config is not supported; use model_config_list")
-    return [
-        _proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)
-    ]
+    return [_proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)]
 
 
 def _proto_model(proto: Any, where: str, path: str) -> dict[str, Any]:
@@ -452,9 +447,7 @@ def _proto_platform(proto: Any, where: str, path: str) -> str:
     from tensorflow_serving.config import model_server_config_pb2
 
     if proto.model_type and proto.model_platform:
-        raise ConfigError(
-            f"{where}: Illegal setting both model_type(deprecated) and model_platform. (in {path})"
-        )
+        raise ConfigError(f"{where}: Illegal setting both model_type(deprecated) and model_platform. (in {path})")
     if proto.model_type:
         return model_server_config_pb2.ModelType.Name(proto.model_type).lower()
     return proto.model_platform or "tensorflow"
@@ -574,9 +567,7 @@ class Settings:
         "Seconds allowed to finish in-flight requests on shutdown before exiting.",
         check=_at_least(0),
     )
-    log_level: str = _option(
-        "info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS)
-    )
+    log_level: str = _option("info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS))
     models: tuple[ModelConfig, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -712,8 +703,7 @@ def _check_retry_delays(values: Mapping[str, Any]) -> None:
     """Refuse a maximum retry delay below the initial one."""
     if values["load_retry_max_seconds"] < values["load_retry_initial_seconds"]:
         raise ConfigError(
-            "load_retry_max_seconds: must be >= load_retry_initial_seconds "
-            f"({values['load_retry_initial_seconds']})"
+            f"load_retry_max_seconds: must be >= load_retry_initial_seconds ({values['load_retry_initial_seconds']})"
         )
 
 
@@ -721,9 +711,7 @@ def _build_models(values: Mapping[str, Any], file_models: Any, config_file: str)
     """Pick the model list: model_config_file, else YAML ``models``, else the single-model flags."""
     if values["model_config_file"]:
         if file_models:
-            raise ConfigError(
-                f"model_config_file: cannot be combined with 'models' in {config_file}; use one of them"
-            )
+            raise ConfigError(f"model_config_file: cannot be combined with 'models' in {config_file}; use one of them")
         _warn_single_model_ignored(values)
         return read_model_config_file(values["model_config_file"])
     if file_models:
@@ -731,11 +719,7 @@ def _build_models(values: Mapping[str, Any], file_models: Any, config_file: str)
         return _models_from_list(file_models, os.path.dirname(config_file), config_file)
     if values["model_base_path"]:
         # model_base_path is already absolute: _convert resolved it against its layer's directory.
-        return (
-            ModelConfig(
-                name=_model_name(values["model_name"], "model_name"), base_path=values["model_base_path"]
-            ),
-        )
+        return (ModelConfig(name=_model_name(values["model_name"], "model_name"), base_path=values["model_base_path"]),)
     return ()
 
 

@@ -92,9 +92,7 @@ class ServerCore:
         self._source.update_config([_source_config(m) for m in models])
 
     def _on_aspired_versions(self, name: str, versions: list[AspiredVersion]) -> None:
-        self.manager.set_aspired_versions(
-            name, [(v.id, self._loader_factory(v.id, v.path)) for v in versions]
-        )
+        self.manager.set_aspired_versions(name, [(v.id, self._loader_factory(v.id, v.path)) for v in versions])
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -154,4 +152,3 @@ def _source_config(model: ModelConfig) -> ServableSourceConfig:
         version_policy=model.version_policy,
         settle_seconds=model.settle_seconds,
     )
-

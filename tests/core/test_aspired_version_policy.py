@@ -61,8 +61,6 @@ RESOURCE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "versions,expected", [c[1:] for c in RESOURCE_CASES], ids=[c[0] for c in RESOURCE_CASES]
-)
+@pytest.mark.parametrize("versions,expected", [c[1:] for c in RESOURCE_CASES], ids=[c[0] for c in RESOURCE_CASES])
 def test_resource_preserving(versions, expected):
     assert resource_preserving(snaps(*versions)) == expected

@@ -50,7 +50,7 @@ class ServerProcess:
         self.log_path = log_path
         full_env = {**os.environ, "TFAAS_HOST": "127.0.0.1", "TFAAS_REST_API_PORT": str(self.port)}
         full_env.update(env or {})
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - open for the server's whole life
         self.process = subprocess.Popen(
             [*command, *args], stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
         )

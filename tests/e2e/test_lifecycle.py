@@ -35,9 +35,7 @@ def server(start_server, models_root: Path) -> ServerProcess:
     config = models_root / "tfaas.yaml"
     models = [{"name": m, "base_path": str(models_root / m)} for m in MODELS]
     config.write_text(yaml.safe_dump({"models": models}))
-    return start_server(
-        "--config", str(config), "--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1"
-    )
+    return start_server("--config", str(config), "--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1")
 
 
 def predict(server: ServerProcess, model: str, x: float = 1.0, session=requests) -> requests.Response:
@@ -102,8 +100,13 @@ def test_hot_swap_under_load_fails_no_request(server, models_root, half_plus):
         time.sleep(0.5)
         install_version(v2, base, 2)
         copied = time.monotonic()
-        wait_for(lambda: server.version_states("swap").get(2) == "AVAILABLE"
-                 and server.version_states("swap").get(1) in (None, "END"), timeout=10)
+        wait_for(
+            lambda: (
+                server.version_states("swap").get(2) == "AVAILABLE"
+                and server.version_states("swap").get(1) in (None, "END")
+            ),
+            timeout=10,
+        )
         swapped = time.monotonic() - copied
         assert swapped < 3.0, f"version 2 took {swapped:.2f} s to replace version 1"
         wait_for(lambda: answer(server, "swap") == 3.5, timeout=5)
@@ -173,10 +176,18 @@ BAD_REQUESTS = [
     ("strings for floats", "/v1/models/requests:predict", b'{"instances": [["a"]]}', 400),
     ("no instances or inputs", "/v1/models/requests:predict", b'{"foo": 1}', 400),
     ("both formats", "/v1/models/requests:predict", b'{"instances": [[1.0]], "inputs": [[1.0]]}', 400),
-    ("unknown signature", "/v1/models/requests:predict",
-     b'{"signature_name": "nope", "instances": [[1.0]]}', 400),
-    ("signature not a string", "/v1/models/requests:predict",
-     b'{"signature_name": 5, "instances": [[1.0]]}', 400),
+    (
+        "unknown signature",
+        "/v1/models/requests:predict",
+        b'{"signature_name": "nope", "instances": [[1.0]]}',
+        400,
+    ),
+    (
+        "signature not a string",
+        "/v1/models/requests:predict",
+        b'{"signature_name": 5, "instances": [[1.0]]}',
+        400,
+    ),
     ("unknown model", "/v1/models/nope:predict", b'{"instances": [[1.0]]}', 404),
     ("unknown version", "/v1/models/requests/versions/9:predict", b'{"instances": [[1.0]]}', 404),
     ("unknown label", "/v1/models/requests/labels/x:predict", b'{"instances": [[1.0]]}', 400),

@@ -33,7 +33,13 @@ DECODED = [
     # (id, signature, body, {alias: (numpy dtype, shape, values)}, columnar)
     ("row scalars", X, {"instances": [2.0, 3.0, 4.0]}, {"x": ("float32", (3,), [2.0, 3.0, 4.0])}, False),
     ("row lists", X, {"instances": [[1, 2], [3, 4]]}, {"x": ("float32", (2, 2), [[1, 2], [3, 4]])}, False),
-    ("row named", X, {"instances": [{"x": [1.0]}, {"x": [2.0]}]}, {"x": ("float32", (2, 1), [[1], [2]])}, False),
+    (
+        "row named",
+        X,
+        {"instances": [{"x": [1.0]}, {"x": [2.0]}]},
+        {"x": ("float32", (2, 1), [[1], [2]])},
+        False,
+    ),
     ("row empty lists", X, {"instances": [[], []]}, {"x": ("float32", (2, 0), [[], []])}, False),
     ("columnar scalar", X, {"inputs": 2.5}, {"x": ("float32", (), 2.5)}, True),
     ("columnar list", X, {"inputs": [2.0, 3.0]}, {"x": ("float32", (2,), [2.0, 3.0])}, True),
@@ -55,11 +61,29 @@ DECODED = [
     ("float takes ints", X, {"instances": [1, 2.5]}, {"x": ("float32", (2,), [1.0, 2.5])}, False),
     ("float overflow is inf", X, {"inputs": [1e300]}, {"x": ("float32", (1,), [float("inf")])}, True),
     ("double", signature(x="DT_DOUBLE"), {"inputs": [0.1]}, {"x": ("float64", (1,), [0.1])}, True),
-    ("int8 bounds", signature(x="DT_INT8"), {"inputs": [-128, 127]}, {"x": ("int8", (2,), [-128, 127])}, True),
+    (
+        "int8 bounds",
+        signature(x="DT_INT8"),
+        {"inputs": [-128, 127]},
+        {"x": ("int8", (2,), [-128, 127])},
+        True,
+    ),
     ("uint8", signature(x="DT_UINT8"), {"inputs": [0, 255]}, {"x": ("uint8", (2,), [0, 255])}, True),
     ("int32", signature(x="DT_INT32"), {"inputs": [[7]]}, {"x": ("int32", (1, 1), [[7]])}, True),
-    ("uint64 max", signature(x="DT_UINT64"), {"inputs": [2**64 - 1]}, {"x": ("uint64", (1,), [2**64 - 1])}, True),
-    ("bool", signature(x="DT_BOOL"), {"instances": [True, False]}, {"x": ("bool", (2,), [True, False])}, False),
+    (
+        "uint64 max",
+        signature(x="DT_UINT64"),
+        {"inputs": [2**64 - 1]},
+        {"x": ("uint64", (1,), [2**64 - 1])},
+        True,
+    ),
+    (
+        "bool",
+        signature(x="DT_BOOL"),
+        {"instances": [True, False]},
+        {"x": ("bool", (2,), [True, False])},
+        False,
+    ),
     (
         "strings, text and b64",
         signature(x="DT_STRING"),
@@ -148,22 +172,47 @@ REFUSED = [
         {"instances": ["x", "y"]},
         ROW_ERROR.format(0) + 'JSON Value: "x" Type: String is not of expected type: float',
     ),
-    ("bool for float", X, {"inputs": [1.0, True]}, "JSON Value: true Type: True is not of expected type: float"),
+    (
+        "bool for float",
+        X,
+        {"inputs": [1.0, True]},
+        "JSON Value: true Type: True is not of expected type: float",
+    ),
     ("null for float", X, {"inputs": [None]}, "JSON Value: null Type: Null is not of expected type: float"),
-    ("object for float", X, {"inputs": [{"b64": "eA=="}]}, 'Type: Object is not of expected type: float'),
+    ("object for float", X, {"inputs": [{"b64": "eA=="}]}, "Type: Object is not of expected type: float"),
     ("huge int for float", X, {"inputs": [10**400]}, "Type: Number is not of expected type: float"),
-    ("1.0 for int", INT32, {"inputs": [1, 1.0]}, "JSON Value: 1.0 Type: Number is not of expected type: int32"),
-    ("bool for int", INT64, {"inputs": [False]}, "JSON Value: false Type: False is not of expected type: int64"),
+    (
+        "1.0 for int",
+        INT32,
+        {"inputs": [1, 1.0]},
+        "JSON Value: 1.0 Type: Number is not of expected type: int32",
+    ),
+    (
+        "bool for int",
+        INT64,
+        {"inputs": [False]},
+        "JSON Value: false Type: False is not of expected type: int64",
+    ),
     (
         "int8 overflow",
         signature(x="DT_INT8"),
         {"instances": [1, 300]},
         ROW_ERROR.format(1) + "JSON Value: 300 Type: Number is not of expected type: int8",
     ),
-    ("negative uint64", UINT64, {"inputs": [-1]}, "JSON Value: -1 Type: Number is not of expected type: uint64"),
+    (
+        "negative uint64",
+        UINT64,
+        {"inputs": [-1]},
+        "JSON Value: -1 Type: Number is not of expected type: uint64",
+    ),
     ("int64 overflow", INT64, {"inputs": [2**63]}, "is not of expected type: int64"),
     ("int for bool", BOOL, {"inputs": [1]}, "JSON Value: 1 Type: Number is not of expected type: bool"),
-    ("number for string", STRING, {"inputs": [1]}, "JSON Value: 1 Type: Number is not of expected type: string"),
+    (
+        "number for string",
+        STRING,
+        {"inputs": [1]},
+        "JSON Value: 1 Type: Number is not of expected type: string",
+    ),
     ("bad b64", STRING, {"inputs": [{"b64": "!!!"}]}, "Unable to base64 decode"),
     ("b64 of bad length", STRING, {"inputs": {"b64": "aGVsb"}}, "Unable to base64 decode"),
     (
@@ -199,10 +248,20 @@ REFUSED = [
         "Failed to process element: 1 key: b of 'instances' list. Error: INVALID_ARGUMENT: "
         "Expecting tensor size: 2 but got: 1",
     ),
-    ("object after value", X, {"instances": [1.0, {"x": 2.0}]}, "Expecting value/list but got object at item 1"),
+    (
+        "object after value",
+        X,
+        {"instances": [1.0, {"x": 2.0}]},
+        "Expecting value/list but got object at item 1",
+    ),
     ("list after object", X, {"instances": [{"x": 1.0}, [2.0]]}, "Expecting object but got list at item 1"),
     ("columnar missing input", AB, {"inputs": {"a": [1.0]}}, "Missing named input: b in 'inputs' object."),
-    ("columnar named input missing", X, {"inputs": {"y": [1.0]}}, "Missing named input: x in 'inputs' object."),
+    (
+        "columnar named input missing",
+        X,
+        {"inputs": {"y": [1.0]}},
+        "Missing named input: x in 'inputs' object.",
+    ),
     (
         "columnar plain, several inputs",
         AB,
@@ -213,9 +272,7 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("sig", "body", "message"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
-)
+@pytest.mark.parametrize(("sig", "body", "message"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED])
 def test_decode_refuses(sig: SignatureInfo, body: Any, message: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
         decode_predict_request(body, sig)

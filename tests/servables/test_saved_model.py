@@ -64,7 +64,11 @@ def test_half_plus_two_tf1(half_plus_two: SavedModelServable) -> None:
 
 def test_tf1_inputs_take_any_shape_like_tf_serving(half_plus_two: SavedModelServable) -> None:
     # TF Serving's documented example feeds [3] to x declared [-1,1] and answers [3.0, 3.5, 4.0].
-    assert half_plus_two.run("serving_default", {"x": _floats(2.0, 3.0, 4.0)})["y"].tolist() == [3.0, 3.5, 4.0]
+    assert half_plus_two.run("serving_default", {"x": _floats(2.0, 3.0, 4.0)})["y"].tolist() == [
+        3.0,
+        3.5,
+        4.0,
+    ]
 
 
 def test_half_plus_two_tf2(half_plus_two_tf2: SavedModelServable) -> None:

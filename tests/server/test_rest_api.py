@@ -10,9 +10,9 @@ import pytest
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
-from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 SIGNATURE = SignatureInfo(
     "serving_default",

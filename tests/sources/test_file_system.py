@@ -185,9 +185,7 @@ def test_tf_serving_testdata(make_source):
 
 def test_half_copied_version_is_aspired_only_once_settled(tmp_path, make_source):
     make_model(tmp_path / "1")
-    _, recorder = make_source(
-        ServableSourceConfig("m", str(tmp_path)), settle_seconds=0.3, poll_wait_seconds=0.05
-    )
+    _, recorder = make_source(ServableSourceConfig("m", str(tmp_path)), settle_seconds=0.3, poll_wait_seconds=0.05)
     # NOTE: version 1 was just written, so it settles 0.3 s after it was made, not at once.
     assert recorder.calls("m") == [[]]
     recorder.wait_for("m", [1])
@@ -338,9 +336,7 @@ def test_duplicate_servable_names_are_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("settle_seconds", [0.0, 0.5])
-def test_rename_into_place_triggers_a_poll_long_before_the_poll_interval(
-    tmp_path, make_source, settle_seconds
-):
+def test_rename_into_place_triggers_a_poll_long_before_the_poll_interval(tmp_path, make_source, settle_seconds):
     make_model(tmp_path / "1")
     _, recorder = make_source(ServableSourceConfig("m", str(tmp_path)), settle_seconds=settle_seconds)
     # NOTE: only a settled version counts; with settle 0.5 the fresh version 1 needs that long first.

@@ -58,9 +58,7 @@ def availability_preserving(versions: Sequence[VersionSnapshot]) -> Action | Non
     """Load before unload: the old version serves until an aspired one is READY."""
     has_aspired = any(s.is_aspired for s in versions)
     has_aspired_serving = any(s.is_aspired and s.state is HarnessState.READY for s in versions)
-    unaspired_serving = [
-        s.version for s in versions if not s.is_aspired and s.state is HarnessState.READY
-    ]
+    unaspired_serving = [s.version for s in versions if not s.is_aspired and s.state is HarnessState.READY]
     # NOTE: with several unaspired versions serving, one may go even before the new one is up;
     # the others keep the model available.
     if not has_aspired or has_aspired_serving or len(unaspired_serving) > 1:

@@ -142,9 +142,7 @@ class AspiredVersionsManager:
             managed = self._managed.get(name, {})
             pending = {id.version for id, _ in self._pending.get(name, ())}
             loading = {
-                v
-                for v, h in managed.items()
-                if h.is_aspired and h.state in (HarnessState.NEW, HarnessState.LOADING)
+                v for v, h in managed.items() if h.is_aspired and h.state in (HarnessState.NEW, HarnessState.LOADING)
             } | pending
         if version is None:
             if loading:
@@ -284,7 +282,13 @@ class AspiredVersionsManager:
             delay = self._retry.next_delay(harness.failed_attempts)
             harness.retry_at = self._clock() + delay
         when = "not retried" if math.isinf(delay) else f"retrying in {delay:g} s"
-        log.error("Loading servable %s failed (attempt %d, %s): %s", harness.id, harness.failed_attempts, when, error)
+        log.error(
+            "Loading servable %s failed (attempt %d, %s): %s",
+            harness.id,
+            harness.failed_attempts,
+            when,
+            error,
+        )
         self._bus.publish(harness.id, ManagerState.END, error)
 
     def _begin_unload(self, harness: LoaderHarness) -> None:
@@ -308,9 +312,7 @@ class AspiredVersionsManager:
 
     def _update_serving_map(self, name: str) -> None:
         """Rebuild the serving entry of ``name`` and publish a new map (copy-on-write)."""
-        ready = {
-            v: h for v, h in self._managed.get(name, {}).items() if h.state is HarnessState.READY
-        }
+        ready = {v: h for v, h in self._managed.get(name, {}).items() if h.state is HarnessState.READY}
         serving = dict(self._serving)
         if ready:
             serving[name] = _ServingEntry(ready, ready[max(ready)])

@@ -35,9 +35,7 @@ class ServableStateMonitor:
             self._cond.notify_all()
 
     def _forget_old_ended(self, versions: dict[int, ServableState]) -> None:
-        ended = sorted(
-            (s for s in versions.values() if s.state is ManagerState.END), key=lambda s: s.time
-        )
+        ended = sorted((s for s in versions.values() if s.state is ManagerState.END), key=lambda s: s.time)
         for state in ended[: max(0, len(ended) - self._max_ended)]:
             del versions[state.id.version]
 

@@ -80,9 +80,7 @@ def decode_predict_request(body: Mapping[str, Any], signature: SignatureInfo) ->
     _check_object(body)
     if "instances" in body:
         if "inputs" in body:
-            raise InvalidArgument(
-                "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
-            )
+            raise InvalidArgument("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
         return PredictRequest(_decode_instances(body["instances"], signature), columnar=False)
     if "inputs" in body:
         return PredictRequest(_decode_inputs(body["inputs"], signature), columnar=True)
@@ -123,9 +121,7 @@ def _decode_instances(instances: Any, signature: SignatureInfo) -> dict[str, np.
     aliases = sorted(signature.inputs)
     if _is_named_object(instances[0]):
         _check_named_rows(instances, aliases)
-        return {
-            alias: _batch([row[alias] for row in instances], _codec(signature, alias), alias) for alias in aliases
-        }
+        return {alias: _batch([row[alias] for row in instances], _codec(signature, alias), alias) for alias in aliases}
     if len(aliases) != 1:
         raise InvalidArgument(
             "instances is a plain list, but expecting list of objects as multiple input tensors required as "
@@ -180,9 +176,7 @@ def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
         try:
             _to_array(row, codec)
             if math.prod(shape) != math.prod(first_shape):
-                raise InvalidArgument(
-                    f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}"
-                )
+                raise InvalidArgument(f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}")
             if shape != first_shape:
                 raise InvalidArgument(f"Expecting shape {_shape_text(first_shape)} but got: {_shape_text(shape)}")
         except InvalidArgument as error:
@@ -349,9 +343,7 @@ def _check_batch_sizes(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]
         if batch is None:
             batch = shape[0]
         elif shape[0] != batch:
-            raise InvalidArgument(
-                f"Tensor name: {alias} has inconsistent batch size: {shape[0]} expecting: {batch}"
-            )
+            raise InvalidArgument(f"Tensor name: {alias} has inconsistent batch size: {shape[0]} expecting: {batch}")
 
 
 def _rows_json(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> bytes:

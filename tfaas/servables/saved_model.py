@@ -201,7 +201,7 @@ def _numpy_dtype(dtype_name: str) -> np.dtype:
 
 def _cast(alias: str, array: np.ndarray, dtype: np.dtype, dtype_name: str) -> np.ndarray:
     """Convert ``array`` to ``dtype`` when that keeps its kind (int to float, float64 to float32...)."""
-    if dtype == object:
+    if dtype.kind == "O":
         if array.dtype.kind in "OSU":
             return array  # NOTE: TensorFlow turns bytes and str arrays into DT_STRING itself.
     elif np.can_cast(array.dtype, dtype, casting="same_kind"):

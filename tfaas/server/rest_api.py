@@ -16,8 +16,8 @@ from werkzeug.exceptions import NotFound
 
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
-from tfaas.server_core import ModelSpec, ServerCore
 from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
+from tfaas.server_core import ModelSpec, ServerCore
 
 _SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
 _POST_PATH = re.compile(_SPEC + r":(?P<verb>predict)", re.IGNORECASE)

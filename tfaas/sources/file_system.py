@@ -14,6 +14,7 @@ missing base path), with three additions against its best-known pain points:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -50,7 +51,15 @@ _VERSION_DIR_NAME = re.compile(r"[0-9]+")
 _MAX_VERSION = 2**63 - 1
 _GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt", "model.pb")
 _MODEL_PARTS = frozenset(
-    {"variables", "assets", "assets.extra", "fingerprint.pb", "keras_metadata.pb", "params.json", "labels.txt"}
+    {
+        "variables",
+        "assets",
+        "assets.extra",
+        "fingerprint.pb",
+        "keras_metadata.pb",
+        "params.json",
+        "labels.txt",
+    }
 )
 """What a model directory may hold before its graph file arrives: such a directory is still being copied."""
 _VARIABLES_SHARD = re.compile(r"variables\.data-([0-9]{5,})-of-([0-9]{5,})")
@@ -264,10 +273,8 @@ class _Watches:
         """Stop a watch, if it was ever started."""
         if entry.watch is None:
             return
-        try:
+        with contextlib.suppress(KeyError):  # NOTE: the observer already dropped it (stopped).
             self._observer.unschedule(entry.watch)
-        except KeyError:
-            pass  # NOTE: the observer already dropped it (stopped).
 
 
 class FileSystemStoragePathSource:
@@ -659,9 +666,7 @@ def _version_dirs(base: str, name: str, notes: dict[str, int]) -> list[_VersionD
     return versions
 
 
-def _ready_at(
-    state: _ServableState, version_dir: _VersionDir, now: float, notes: dict[str, int]
-) -> float | None:
+def _ready_at(state: _ServableState, version_dir: _VersionDir, now: float, notes: dict[str, int]) -> float | None:
     """When a version directory is (or will be) settled, by ``clock``; ``None`` while it is incomplete."""
     name, path = state.config.name, os.path.join(state.base, version_dir.name)
     described = f"Version {version_dir.version} of servable {name} at {path}"

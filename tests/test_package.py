@@ -1,0 +1,29 @@
+"""Package-wide promises: cheap imports (no TensorFlow in gunicorn's master) and a clean lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_the_server_side_does_not_import_tensorflow():
+    code = (
+        "import sys, tfaas.cli, tfaas.server.app, tfaas.server.gunicorn_app, tfaas.server_core;"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with `pip install -e '.[test]'`)")
+    result = subprocess.run([ruff, "check", str(REPO)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
