@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.conftest import install_version
+from tests.e2e.conftest import SHARED_TESTDATA, install_version
 from tests.e2e.server import ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +34,11 @@ def server(start_server, models_root: Path) -> ServerProcess:
     """The server, with default swap settings and quick load retries (for the retry test)."""
     config = models_root / "tfaas.yaml"
     models = [{"name": m, "base_path": str(models_root / m)} for m in MODELS]
+    if SHARED_TESTDATA.is_dir():  # TF Serving's own TF1 and TF2 exports of half_plus_two
+        models += [
+            {"name": "tf1", "base_path": str(SHARED_TESTDATA / "saved_model_half_plus_two_cpu")},
+            {"name": "tf2", "base_path": str(SHARED_TESTDATA / "saved_model_half_plus_two_tf2_cpu")},
+        ]
     config.write_text(yaml.safe_dump({"models": models}))
     return start_server("--config", str(config), "--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1")
 
@@ -222,3 +227,13 @@ def test_status_and_formats(server):
     assert columnar.json() == {"outputs": [[2.5], [3.5]]}
     rows = server.post("/v1/models/requests:predict", json={"instances": [{"x": [1.0]}, {"x": [3.0]}]})
     assert rows.json() == {"predictions": [[2.5], [3.5]]}
+
+
+@pytest.mark.parametrize(
+    "model,instances,predictions", [("tf1", [[2.0], [3.0]], [[3.0], [3.5]]), ("tf2", [2.0], [3.0])]
+)
+def test_tf_serving_tf1_and_tf2_exports_both_serve(server, shared_testdata, model, instances, predictions):
+    server.wait_available(model, 123)
+    response = server.post(f"/v1/models/{model}:predict", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"predictions": predictions}
