@@ -321,12 +321,12 @@ ENCODED = [
     ("row one output", {"y": FLOATS}, False, '{"predictions":[3.0,3.5,4.0]}'),
     ("columnar one output", {"y": FLOATS}, True, '{"outputs":[3.0,3.5,4.0]}'),
     (
-        "float32 shortest form",
-        {"y": np.array([0.1, 1e-7, 16777216.0], dtype=np.float32)},
+        "float32 as TF Serving writes it: %g, else 9 digits, .0 on whole numbers",
+        {"y": np.array([0.1, 1e-7, 1e-5, 9e6, 999999.0, 16777216.0, 123456789.0, -0.0], dtype=np.float32)},
         True,
-        '{"outputs":[0.1,1e-7,16777216.0]}',
+        '{"outputs":[0.1,1e-07,1e-05,9e+06,999999.0,16777216.0,123456792.0,-0.0]}',
     ),
-    ("float64", {"y": np.array([0.1, 1 / 3])}, True, '{"outputs":[0.1,0.3333333333333333]}'),
+    ("float64: %g, else 17 digits", {"y": np.array([0.1, 1 / 3])}, True, '{"outputs":[0.1,0.33333333333333331]}'),
     ("float16 widened", {"y": np.array([1.5], dtype=np.float16)}, True, '{"outputs":[1.5]}'),
     ("ints", {"y": INT_TENSOR}, False, '{"predictions":[[[1,2],[3,4],[5,6]],[[7,8],[9,0],[1,2]]]}'),
     (

@@ -11,42 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.servables.conftest import HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, NO_TESTDATA, TESTDATA, load_model
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
 from tfaas.servables.saved_model import SavedModelLoader, SavedModelServable, read_signatures
 
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tfserving"
 if not TESTDATA.is_dir():
-    pytest.skip("../shared/testdata/tfserving not present", allow_module_level=True)
-
-HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
-HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu" / "00000123"
-HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three" / "00000123"
-COUNTER = TESTDATA / "saved_model_counter" / "00000123"
-
-
-def _load(path: Path) -> SavedModelServable:
-    return SavedModelLoader(ServableId(path.parent.name, int(path.name)), str(path)).load()
-
-
-@pytest.fixture(scope="module")
-def half_plus_two() -> SavedModelServable:
-    return _load(HALF_PLUS_TWO)
-
-
-@pytest.fixture(scope="module")
-def half_plus_two_tf2() -> SavedModelServable:
-    return _load(HALF_PLUS_TWO_TF2)
-
-
-@pytest.fixture(scope="module")
-def half_plus_three() -> SavedModelServable:
-    return _load(HALF_PLUS_THREE)
-
-
-@pytest.fixture(scope="module")
-def counter() -> SavedModelServable:
-    return _load(COUNTER)
+    pytest.skip(NO_TESTDATA, allow_module_level=True)
 
 
 def _floats(*values: object) -> np.ndarray:
@@ -98,6 +69,15 @@ def _examples(*xs: float) -> np.ndarray:
 
 def test_string_input_takes_serialized_examples(half_plus_two: SavedModelServable) -> None:
     assert half_plus_two.run("regress_x_to_y", {"inputs": _examples(2.0)})["outputs"].tolist() == [[3.0]]
+
+
+def test_mistyped_input_is_fed_as_its_placeholder(half_plus_three: SavedModelServable) -> None:
+    # Declared DT_FLOAT, but tf_example:0 is a DT_STRING Placeholder: TF Serving feeds by tensor name.
+    assert half_plus_three.signatures["tensorflow/serving/regress"].inputs["inputs"].dtype == "DT_FLOAT"
+    outputs = half_plus_three.run("tensorflow/serving/regress", {"inputs": _examples(1.0, 2.0)})
+    assert outputs["outputs"].tolist() == [[3.5], [4.0]]
+    with pytest.raises(InvalidArgument, match="Input inputs has dtype float32 but the signature expects DT_STRING"):
+        half_plus_three.run("tensorflow/serving/regress", {"inputs": _floats(1.0)})
 
 
 def test_inputs_are_cast_to_the_signature_dtype(half_plus_two: SavedModelServable) -> None:
@@ -248,7 +228,7 @@ def test_tf2_inputs_must_fit_the_declared_shape(half_plus_two_tf2: SavedModelSer
 def test_bad_half_plus_two_is_not_a_saved_model() -> None:
     path = TESTDATA / "bad_half_plus_two" / "00000123"
     with pytest.raises(NotFound, match=f"No saved_model.pb or saved_model.pbtxt in {path}"):
-        _load(path)
+        load_model(path)
 
 
 def test_garbage_saved_model_pb(tmp_path: Path) -> None:
@@ -256,7 +236,7 @@ def test_garbage_saved_model_pb(tmp_path: Path) -> None:
     version.mkdir()
     (version / "saved_model.pb").write_bytes(np.random.default_rng(7).bytes(256))
     with pytest.raises(Internal, match=f"SavedModel at {version} could not be read"):
-        _load(version)
+        load_model(version)
 
 
 def test_wrong_tags() -> None:
@@ -276,7 +256,7 @@ def test_saved_model_pbtxt(tmp_path: Path) -> None:
     version.mkdir()
     (version / "saved_model.pbtxt").write_text(text_format.MessageToString(saved_model))
     os.symlink(HALF_PLUS_TWO_TF2 / "variables", version / "variables")
-    assert _load(version).run("serving_default", {"x": _floats(4.0)})["y"].tolist() == [4.0]
+    assert load_model(version).run("serving_default", {"x": _floats(4.0)})["y"].tolist() == [4.0]
 
 
 def test_unload_releases_the_servable() -> None:

@@ -109,7 +109,7 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -
 
 def _check_object(body: Any) -> None:
     if not isinstance(body, dict):
-        raise InvalidArgument(f"JSON Value: {_json_text(body)} Is not object")
+        raise InvalidArgument(f"JSON Value: {json_text(body)} Is not object")
 
 
 def _decode_instances(instances: Any, signature: SignatureInfo) -> dict[str, np.ndarray]:
@@ -145,7 +145,7 @@ def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
                 f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {unknown}"
             )
         raise InvalidArgument(
-            f"Failed to process element: {index} of 'instances' list. JSON object: {_json_text(row)} "
+            f"Failed to process element: {index} of 'instances' list. JSON object: {json_text(row)} "
             f"keys must be equal to: {','.join(aliases)}"
         )
 
@@ -178,7 +178,7 @@ def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
             if math.prod(shape) != math.prod(first_shape):
                 raise InvalidArgument(f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}")
             if shape != first_shape:
-                raise InvalidArgument(f"Expecting shape {_shape_text(first_shape)} but got: {_shape_text(shape)}")
+                raise InvalidArgument(f"Expecting shape {shape_text(first_shape)} but got: {shape_text(shape)}")
         except InvalidArgument as error:
             raise InvalidArgument(
                 f"Failed to process element: {index}{where} of 'instances' list. Error: INVALID_ARGUMENT: {error}"
@@ -210,13 +210,14 @@ def _codec(signature: SignatureInfo, alias: str) -> _Codec:
     return codec
 
 
-def _is_b64(value: Any) -> bool:
+def is_b64(value: Any) -> bool:
+    """Whether ``value`` is TF Serving's binary-string object: exactly one key, ``b64``, holding a string."""
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(_B64), str)
 
 
 def _is_named_object(value: Any) -> bool:
     """An object naming inputs, as opposed to a value (a ``{"b64": ...}`` object is a value)."""
-    return isinstance(value, dict) and not _is_b64(value)
+    return isinstance(value, dict) and not is_b64(value)
 
 
 def _dense_shape(value: Any) -> list[int]:
@@ -268,7 +269,7 @@ def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
         if not isinstance(item, list):
             if level != rank:
                 raise InvalidArgument(
-                    f"JSON Value: {_json_text(item)} found at incorrect level: {level + 1} in the JSON DOM. "
+                    f"JSON Value: {json_text(item)} found at incorrect level: {level + 1} in the JSON DOM. "
                     f"Expected at level: {rank}"
                 )
             _check_leaf(item, codec)
@@ -280,7 +281,7 @@ def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
             )
         else:
             stack.extend((child, level + 1) for child in reversed(item))
-    raise InvalidArgument(f"JSON Value: {_json_text(value)} is not a tensor of type: {codec.name}")
+    raise InvalidArgument(f"JSON Value: {json_text(value)} is not a tensor of type: {codec.name}")
 
 
 def _check_leaf(value: Any, codec: _Codec) -> None:
@@ -289,7 +290,7 @@ def _check_leaf(value: Any, codec: _Codec) -> None:
         _string_leaf(value, codec)
     elif type(value) not in codec.leaf_types or not _in_range(value, codec):
         raise InvalidArgument(
-            f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {codec.name}"
+            f"JSON Value: {json_text(value)} Type: {json_type(value)} is not of expected type: {codec.name}"
         )
 
 
@@ -307,15 +308,15 @@ def _string_leaf(value: Any, codec: _Codec) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, dict):
-        if not _is_b64(value):
-            raise InvalidArgument(f"JSON Value: {_json_text(value)} not formatted correctly for base64 data")
-        return _b64decode(value[_B64])
+        if not is_b64(value):
+            raise InvalidArgument(f"JSON Value: {json_text(value)} not formatted correctly for base64 data")
+        return b64decode(value[_B64])
     raise InvalidArgument(
-        f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {codec.name}"
+        f"JSON Value: {json_text(value)} Type: {json_type(value)} is not of expected type: {codec.name}"
     )
 
 
-def _b64decode(text: str) -> bytes:
+def b64decode(text: str) -> bytes:
     """Decode standard base64, with or without its ``=`` padding."""
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
@@ -375,7 +376,7 @@ def _tensor_json(alias: str, value: np.ndarray) -> bytes:
     if kind in "OSU":
         return orjson.dumps(_strings_jsonable(alias, array))
     if kind == "f":
-        return _floats_json(array)
+        return floats_json(array)
     if kind in "biu":
         return _dump_numeric(array)
     raise Unimplemented(f"Tensor name: {alias} has type {array.dtype}, which JSON cannot express")
@@ -387,29 +388,43 @@ def _dump_numeric(array: np.ndarray) -> bytes:
     return orjson.dumps(np.ascontiguousarray(array), option=_NUMPY)
 
 
-def _floats_json(array: np.ndarray) -> bytes:
-    """Floats in their shortest round-trip form (float32 as float32), non-finite ones as bare tokens."""
-    if array.dtype not in (np.float32, np.float64):
-        array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)  # orjson has no float16
-    text = _dump_numeric(array)
-    if np.isfinite(array).all():
-        return text
-    return _with_non_finite_tokens(array, text)
+def floats_json(array: np.ndarray) -> bytes:
+    """Floats written exactly as TF Serving writes them (its ``WriteDecimal``).
 
-
-def _with_non_finite_tokens(array: np.ndarray, text: bytes) -> bytes:
-    """Replace the ``null`` orjson writes for NaN and infinities by ``NaN``, ``Infinity``, ``-Infinity``.
-
-    NOTE: a finite number never serializes to ``null``, so the k-th ``null`` of ``text`` is the k-th
-    non-finite element in row-major order, which is the order boolean indexing returns them in.
+    Each value is printed with ``%g`` (6 significant digits) when that reads back as the same
+    value, else with 9 (float) or 17 (double) digits; ``.0`` is added to whole numbers written
+    without an exponent (``3.0``, ``9e+06``, ``1e-05``); NaN and the infinities are the bare tokens
+    ``NaN``, ``Infinity`` and ``-Infinity``.
     """
-    bad = array[~np.isfinite(array)]
-    tokens = np.where(np.isnan(bad), b"NaN", np.where(bad > 0, b"Infinity", b"-Infinity")).tolist()
-    pieces = text.split(b"null")
-    merged = [pieces[0]]
-    for token, piece in zip(tokens, pieces[1:]):
-        merged += (token, piece)
-    return b"".join(merged)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
+    if not array.size:
+        return orjson.dumps(array.tolist())  # nested empty lists, e.g. [[],[]]
+    flat = array.ravel()
+    values = flat.tolist()
+    texts = list(map(_G6, values))
+    # NOTE: numpy parses the short forms back in C; only values that do not survive get more digits.
+    lossy = np.flatnonzero(np.array(texts, dtype=np.float64).astype(array.dtype) != flat)
+    long_form = _G9 if array.dtype == np.float32 else _G17
+    for index in lossy.tolist():
+        texts[index] = long_form(values[index])
+    texts = [t if "." in t or "e" in t or "n" in t else t + ".0" for t in texts]
+    if not np.isfinite(flat).all():
+        texts = [_NON_FINITE.get(t, t) for t in texts]
+    return _nest(texts, array.shape).encode("ascii")
+
+
+_G6, _G9, _G17 = "%.6g".__mod__, "%.9g".__mod__, "%.17g".__mod__
+_NON_FINITE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _nest(texts: list[str], shape: tuple[int, ...]) -> str:
+    """Join flat element texts into nested JSON lists of ``shape`` (row-major)."""
+    if not shape:
+        return texts[0]
+    for size in reversed(shape[1:]):
+        texts = ["[" + ",".join(texts[i : i + size]) + "]" for i in range(0, len(texts), size)]
+    return "[" + ",".join(texts) + "]"
 
 
 def _strings_jsonable(alias: str, array: np.ndarray) -> Any:
@@ -433,7 +448,7 @@ def _string_jsonable(alias: str, element: Any, as_b64: bool) -> Any:
 # --- messages -------------------------------------------------------------------------------------
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     """``value`` as (compact, possibly shortened) JSON text for an error message."""
     try:
         text = orjson.dumps(value).decode("utf-8")
@@ -442,7 +457,7 @@ def _json_text(value: Any) -> str:
     return text if len(text) <= _MAX_MESSAGE_VALUE else text[:_MAX_MESSAGE_VALUE] + "..."
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON type name rapidjson gives ``value`` (TF Serving's messages use it)."""
     if value is None:
         return "Null"
@@ -459,5 +474,6 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def shape_text(shape: Sequence[int]) -> str:
+    """A concrete shape as TF Serving's messages write it: ``[2,3]`` (``TensorShape::DebugString``)."""
     return "[" + ",".join(map(str, shape)) + "]"

@@ -7,7 +7,8 @@ Old TF1 exports (TF Serving's own test models among them) hold things that ``tf.
 cannot import although TF Serving serves them fine: tensor infos without a shape, Placeholders whose
 empty shape meant "unknown" in old graph versions, and reference-typed outputs (``DT_FLOAT_REF``).
 Those SavedModels are loaded from a patched copy of their ``saved_model.pb`` (see
-``_eager_loadable_copy``); the signatures the server reports stay the original ones.
+``_eager_loadable_copy``); the signatures the server reports stay the original ones, and so does the
+SignatureDef JSON of the metadata call (``signature_def_map_json``).
 """
 
 from __future__ import annotations
@@ -57,13 +58,21 @@ class SavedModelLoader:
         saved_model = _read_saved_model(self._path)
         meta_graph = _find_meta_graph(saved_model, self._tags, self._path)
         signatures = _signature_infos(meta_graph)
+        # NOTE: from the original meta graph; _restore may load a patched copy of it.
+        signature_def_map = _signature_def_map_json(meta_graph)
         root = _restore(self._path, saved_model, self._tags)
         try:
             functions = {key: root.signatures[key] for key in signatures}
         except KeyError as error:
             raise Internal(f"SavedModel at {self._path}: TensorFlow restored no signature {error}") from error
         self._servable = SavedModelServable(
-            self._id, self._path, signatures, functions, root, check_shapes=_is_tf2(meta_graph)
+            self._id,
+            self._path,
+            signatures,
+            functions,
+            root,
+            check_shapes=_is_tf2(meta_graph),
+            signature_def_map=signature_def_map,
         )
         return self._servable
 
@@ -93,12 +102,14 @@ class SavedModelServable:
         root: object,
         *,
         check_shapes: bool,
+        signature_def_map: dict[str, Any],
     ) -> None:
         import tensorflow as tf
 
         self.id = servable_id
         self.path = path
         self._signatures = MappingProxyType(dict(signatures))
+        self._signature_def_map = signature_def_map
         self._runners = {
             key: _SignatureRunner.create(info, functions[key], tf.convert_to_tensor, check_shapes)
             for key, info in signatures.items()
@@ -114,6 +125,14 @@ class SavedModelServable:
     def signatures(self) -> Mapping[str, SignatureInfo]:
         """Every signature of the version by key, as declared in ``saved_model.pb``."""
         return self._signatures
+
+    def signature_def_map_json(self) -> dict[str, Any]:
+        """The ``metadata.signature_def`` object of TF Serving's metadata call for this version.
+
+        Computed once at load time from the original ``saved_model.pb``; the same dict is returned to every
+        caller, who must not modify it.
+        """
+        return self._signature_def_map
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one signature on numpy inputs keyed by alias; return every output keyed by alias.
@@ -150,6 +169,7 @@ class _SignatureRunner:
     function: Callable[..., Mapping[str, Any]]
     to_tensor: Callable[[np.ndarray], Any]
     aliases: frozenset[str]
+    dtype_names: Mapping[str, str]
     dtypes: Mapping[str, np.dtype]
     shapes: Mapping[str, tuple[int | None, ...] | None] | None  # None: shapes are not checked
 
@@ -160,13 +180,15 @@ class _SignatureRunner:
         to_tensor: Callable[[np.ndarray], Any],
         check_shapes: bool,
     ) -> _SignatureRunner:
-        """Precompute the input aliases, numpy dtypes and (when checked) shapes of ``info``."""
+        """Precompute the input aliases, fed dtypes and (when checked) shapes of ``info``."""
+        dtype_names = _fed_dtype_names(info, function)
         return _SignatureRunner(
             info=info,
             function=function,
             to_tensor=to_tensor,
             aliases=frozenset(info.inputs),
-            dtypes={alias: _numpy_dtype(tensor.dtype) for alias, tensor in info.inputs.items()},
+            dtype_names=dtype_names,
+            dtypes={alias: _numpy_dtype(name) for alias, name in dtype_names.items()},
             shapes={alias: tensor.shape for alias, tensor in info.inputs.items()} if check_shapes else None,
         )
 
@@ -185,10 +207,27 @@ class _SignatureRunner:
         array = np.asarray(value)
         dtype = self.dtypes[alias]
         if array.dtype != dtype:
-            array = _cast(alias, array, dtype, self.info.inputs[alias].dtype)
+            array = _cast(alias, array, dtype, self.dtype_names[alias])
         if self.shapes is not None:
             _check_shape(alias, array.shape, self.shapes[alias])
         return array
+
+
+def _fed_dtype_names(info: SignatureInfo, function: Any) -> dict[str, str]:
+    """The DataType name each input of ``info`` is fed as: the restored function's, else the declared one.
+
+    NOTE: they differ where a TensorInfo misstates its tensor: ``saved_model_half_plus_three``'s regress
+    signature declares ``tf_example:0`` DT_FLOAT although that Placeholder is DT_STRING. TF Serving feeds
+    tensors by name, so the Placeholder's dtype is the one that works (serialized tf.Examples there).
+    """
+    from tensorflow.core.framework import types_pb2
+
+    specs = getattr(function, "structured_input_signature", ((), {}))[1]
+    names = {alias: tensor.dtype for alias, tensor in info.inputs.items()}
+    for alias, spec in specs.items():
+        if alias in names and hasattr(spec, "dtype"):
+            names[alias] = types_pb2.DataType.Name(spec.dtype.as_datatype_enum)
+    return names
 
 
 def _numpy_dtype(dtype_name: str) -> np.dtype:
@@ -301,6 +340,27 @@ def _signature_infos(meta_graph: Any) -> dict[str, SignatureInfo]:
         )
         for key, signature in sorted(meta_graph.signature_def.items())
         if not key.startswith("__")
+    }
+
+
+def _signature_def_map_json(meta_graph: Any) -> dict[str, Any]:
+    """``meta_graph``'s SignatureDefs as TF Serving's metadata call prints its ``SignatureDefMap``.
+
+    That is protobuf JSON with the original field names and every field without presence printed
+    (``"defaults": {}``, ``"unknown_rank": false``; int64 as strings), ``__saved_model_init_op`` and the
+    like included. NOTE: TF Serving lists the keys in its C++ map's hash order; they are sorted here.
+    """
+    from google.protobuf import json_format
+
+    return {
+        "signature_def": {
+            key: json_format.MessageToDict(
+                meta_graph.signature_def[key],
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+            )
+            for key in sorted(meta_graph.signature_def)
+        }
     }
 
 

@@ -6,7 +6,7 @@ TensorFlow-free, so the routes and the JSON codecs can be typed and tested witho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -42,6 +42,15 @@ class Servable(Protocol):
     @property
     def signatures(self) -> Mapping[str, SignatureInfo]:
         """Every signature of the version, by key."""
+        ...
+
+    def signature_def_map_json(self) -> dict[str, Any]:
+        """The version's SignatureDefs exactly as TF Serving's metadata call prints them.
+
+        That is the ``metadata.signature_def`` object of ``GET /v1/models/<name>/metadata``: protobuf JSON
+        of a ``SignatureDefMap``, ``{"signature_def": {key: SignatureDef, ...}}``, internal keys such as
+        ``__saved_model_init_op`` included. Computed once per version; callers must not modify it.
+        """
         ...
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
