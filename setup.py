@@ -12,6 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfaas", "tfaas.*"]),
+    package_data={"tfaas.server": ["openapi.yaml"]},
     install_requires=[
         "tensorflow>=2.16,<3",
         # TF Serving's own protobuf modules: model_config_list parsing, status and warmup messages.
@@ -25,6 +26,6 @@ setup(
         # A fast JSON codec for the request path (numpy arrays encode without Python loops).
         "orjson>=3.8",
     ],
-    extras_require={"test": ["pytest>=7", "requests>=2", "ruff>=0.6"]},
+    extras_require={"test": ["pytest>=7", "requests>=2", "ruff>=0.6", "openapi-spec-validator>=0.7"]},
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},
 )

@@ -520,6 +520,13 @@ class Settings:
         flag="--config",
         path=True,
     )
+    model_config_file_poll_wait_seconds: float = _option(
+        0.0,
+        "Seconds between re-reads of the model list (model_config_file, or `models` in the --config file);"
+        " 0 reads it once. Changes apply without a restart; a file that does not parse is refused and logged.",
+        tf_flag="--model_config_file_poll_wait_seconds",
+        check=_at_least(0),
+    )
     file_system_poll_wait_seconds: float = _option(
         1.0,
         "Seconds between scans of the model base paths; 0 scans once, < 0 never.",
@@ -745,6 +752,26 @@ def load_settings(args: argparse.Namespace | None, environ: Mapping[str, str] = 
     values = {option.name: _option_value(option, layers) for option in OPTIONS}
     _check_retry_delays(values)
     return Settings(**values, models=_build_models(values, file_models, config_file))
+
+
+def reload_models(settings: Settings) -> tuple[ModelConfig, ...]:
+    """Read the model list again from the file it came from (for a config reload).
+
+    Returns ``settings.models`` unchanged when they came from flags; raises :class:`ConfigError`
+    when the file no longer parses or validates, so that the caller keeps the old list.
+    """
+    if settings.model_config_file:
+        return read_model_config_file(settings.model_config_file)
+    if settings.config_file:
+        _, file_models = _file_layer(settings.config_file)
+        if file_models:
+            return _models_from_list(file_models, os.path.dirname(settings.config_file), settings.config_file)
+    return settings.models
+
+
+def model_list_file(settings: Settings) -> str:
+    """The file the model list is read from ('' when it comes from flags): what a reload watches."""
+    return settings.model_config_file or settings.config_file
 
 
 def describe_options() -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
-from tfaas.config import ModelConfig, Settings
+from tfaas.config import ModelConfig, Settings, model_list_file, reload_models
 from tfaas.core.loader import Loader, LoaderFactory
 from tfaas.core.manager import AspiredVersionsManager, RetryPolicy
 from tfaas.core.servable_handle import ServableHandle
@@ -20,7 +20,8 @@ from tfaas.core.servable_id import ServableId
 from tfaas.core.source import AspiredVersion
 from tfaas.core.state_monitor import ServableStateMonitor
 from tfaas.core.states import EventBus, ServableState
-from tfaas.errors import InvalidArgument, NotFound, Unavailable
+from tfaas.errors import ConfigError, InvalidArgument, NotFound, Unavailable
+from tfaas.file_poller import FilePoller
 from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
 
 log = logging.getLogger("tfaas.server_core")
@@ -68,6 +69,7 @@ class ServerCore:
         )
         self._source.set_aspired_versions_callback(self._on_aspired_versions)
         self._started = threading.Event()
+        self._config_poller = _config_poller(settings, self.reload_config)
         self._apply_models(settings.models)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -76,14 +78,33 @@ class ServerCore:
         """Start loading: the manager's thread, then the source (whose first poll aspires versions)."""
         self.manager.start()
         self._source.start()
+        if self._config_poller is not None:
+            self._config_poller.start()
         self._started.set()
 
     def stop(self) -> None:
         """Stop watching, then unload every version once its in-flight requests have finished."""
         if self._started.is_set():
+            if self._config_poller is not None:
+                self._config_poller.stop()
             self._source.stop()
             self.manager.stop()
         self.monitor.close()
+
+    def reload_config(self) -> bool:
+        """Re-read the model list and apply it: new models load, removed ones unload, the others
+        keep serving (a changed label or policy applies at once). A list that does not parse or
+        validate is refused with a logged error, and the one in force stays."""
+        try:
+            models = reload_models(self.settings)
+        except ConfigError as exc:
+            log.error("Refusing the new model config, keeping the one in force: %s", exc)
+            return False
+        added = sorted({m.name for m in models} - set(self._models))
+        removed = sorted(set(self._models) - {m.name for m in models})
+        self._apply_models(models)
+        log.info("Model config reloaded: %d models (added %s, removed %s)", len(models), added, removed)
+        return True
 
     def _apply_models(self, models: Sequence[ModelConfig]) -> None:
         self._models = {m.name: m for m in models}
@@ -115,9 +136,13 @@ class ServerCore:
                 raise Unavailable(f"Model {spec.name} is loading: no version is available yet") from None
             raise
 
-    def _label_version(self, name: str, label: str) -> int:
+    def version_labels(self, name: str) -> Mapping[str, int]:
+        """The labels configured for ``name`` (empty for an unknown model)."""
         model = self._models.get(name)
-        labels: Mapping[str, int] = model.version_labels if model else {}
+        return model.version_labels if model else {}
+
+    def _label_version(self, name: str, label: str) -> int:
+        labels = self.version_labels(name)
         if label not in labels:
             raise InvalidArgument(f"Unrecognized servable version label: {label}")
         return labels[label]
@@ -152,3 +177,11 @@ def _source_config(model: ModelConfig) -> ServableSourceConfig:
         version_policy=model.version_policy,
         settle_seconds=model.settle_seconds,
     )
+
+
+def _config_poller(settings: Settings, reload: Callable[[], bool]) -> FilePoller | None:
+    """A poller of the model config file when one is configured and polling is on."""
+    path = model_list_file(settings)
+    if not path or settings.model_config_file_poll_wait_seconds <= 0:
+        return None
+    return FilePoller(path, settings.model_config_file_poll_wait_seconds, reload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tfaas.server import rest_api
+from tfaas.server import openapi, rest_api
 from tfaas.server.errors import register_error_handlers
 from tfaas.server_core import ServerCore
 
@@ -14,5 +14,6 @@ def create_app(core: ServerCore) -> Flask:
     app = Flask("tfaas")
     app.extensions["tfaas.core"] = core
     register_error_handlers(app)
+    app.register_blueprint(openapi.blueprint)
     app.register_blueprint(rest_api.blueprint)
     return app

@@ -8,7 +8,7 @@ is decimal, and anything else under ``/v1`` is a 400 "Malformed request".
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -16,13 +16,18 @@ from werkzeug.exceptions import NotFound
 
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
+from tfaas.servables.classify_regress import classify as classify_examples
+from tfaas.servables.classify_regress import decode_examples
+from tfaas.servables.classify_regress import regress as regress_examples
 from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
 from tfaas.server_core import ModelSpec, ServerCore
 
 _SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-_POST_PATH = re.compile(_SPEC + r":(?P<verb>predict)", re.IGNORECASE)
-_GET_PATH = re.compile(_SPEC, re.IGNORECASE)
+_POST_PATH = re.compile(_SPEC + r":(?P<verb>predict|classify|regress)", re.IGNORECASE)
+_GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
+_LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
+DEFAULT_SIGNATURE = "serving_default"
 
 blueprint = Blueprint("tf_serving_rest", __name__)
 
@@ -44,18 +49,26 @@ def dispatch(_rest: str) -> Response:
     NOTE: a catch-all rule, because Flask rules are case-sensitive; Flask prefers every more
     specific rule of other route modules to it.
     """
-    path = request.path
-    if not path.lower().startswith("/v1/"):
+    if not request.path.lower().startswith("/v1/"):
         raise NotFound()
+    handler, spec = resolve(request.method, request.path)
+    return handler(spec) if spec is not None else handler()
+
+
+def resolve(method: str, path: str) -> tuple[Callable[..., Response], ModelSpec | None]:
+    """The handler of a ``/v1`` request and its model spec, or the 400/405 TF Serving answers."""
     post = _POST_PATH.fullmatch(path)
-    if post and request.method == "POST":
-        return predict(_model_spec(post))
+    if post and method == "POST":
+        return _INFERENCE[post.group("verb").lower()], _model_spec(post)
     get = _GET_PATH.fullmatch(path)
-    if get and request.method == "GET":
-        return model_status(_model_spec(get))
-    if post or get:
-        raise MethodNotAllowed(f"Method {request.method} is not allowed for {path}")
-    raise InvalidArgument(f"Malformed request: {request.method} {path}")
+    if get and method == "GET":
+        return (model_metadata if get.group("metadata") else model_status), _model_spec(get)
+    listing = _LIST_PATH.fullmatch(path)
+    if listing and method == "GET":
+        return list_models, None
+    if post or get or listing:
+        raise MethodNotAllowed(f"Method {method} is not allowed for {path}")
+    raise InvalidArgument(f"Malformed request: {method} {path}")
 
 
 def _model_spec(match: re.Match[str]) -> ModelSpec:
@@ -103,12 +116,17 @@ def parse_json_body() -> dict[str, Any]:
     return body
 
 
+def _signature_name(body: dict[str, Any]) -> str:
+    name = body.get("signature_name", DEFAULT_SIGNATURE)
+    if not isinstance(name, str):
+        raise InvalidArgument("'signature_name' key must be a string value.")
+    return name
+
+
 def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
     body = parse_json_body()
-    signature_name = body.get("signature_name", "serving_default")
-    if not isinstance(signature_name, str):
-        raise InvalidArgument("'signature_name' key must be a string value.")
+    signature_name = _signature_name(body)
     with _core().get_handle(spec) as handle:
         signature = handle.servable.signatures.get(signature_name)
         if signature is None:
@@ -116,3 +134,55 @@ def predict(spec: ModelSpec) -> Response:
         decoded = decode_predict_request(body, signature)
         outputs = handle.servable.run(signature_name, decoded.inputs)
     return json_response(encode_predict_response(outputs, decoded.columnar))
+
+
+def classify(spec: ModelSpec) -> Response:
+    """``POST …:classify``: ``examples`` (and ``context``) as tf.Examples → ``[[label, score], …]``."""
+    body = parse_json_body()
+    signature_name = _signature_name(body)
+    examples = decode_examples(body, "classify")
+    with _core().get_handle(spec) as handle:
+        return json_response(classify_examples(handle.servable, signature_name, examples))
+
+
+def regress(spec: ModelSpec) -> Response:
+    """``POST …:regress``: ``examples`` (and ``context``) as tf.Examples → one float per example."""
+    body = parse_json_body()
+    signature_name = _signature_name(body)
+    examples = decode_examples(body, "regress")
+    with _core().get_handle(spec) as handle:
+        return json_response(regress_examples(handle.servable, signature_name, examples))
+
+
+_INFERENCE = {"predict": predict, "classify": classify, "regress": regress}
+
+
+def model_metadata(spec: ModelSpec) -> Response:
+    """``GET …/metadata``: the version's SignatureDefs, in TF Serving's GetModelMetadataResponse JSON."""
+    with _core().get_handle(spec) as handle:
+        version, signature_defs = handle.id.version, handle.servable.signature_def_map_json()
+    return json_response(
+        {
+            "model_spec": {"name": spec.name, "signature_name": "", "version": str(version)},
+            "metadata": {"signature_def": signature_defs},
+        }
+    )
+
+
+def list_models() -> Response:
+    """``GET /v1/models``: every configured model with its labels and version states.
+
+    TF Serving has no such call (its users have asked since 2018, TF Serving #795).
+    """
+    core = _core()
+    models = []
+    for name in core.model_names:
+        states = core.monitor.version_states(name)
+        models.append(
+            {
+                "name": name,
+                "version_labels": dict(core.version_labels(name)),
+                "model_version_status": [_version_status(s) for s in states.values()],
+            }
+        )
+    return json_response({"models": models})

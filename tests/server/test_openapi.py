@@ -1,0 +1,71 @@
+"""The shipped OpenAPI document is valid, documents every route, and every path in it is routed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+from tfaas.config import Settings
+from tfaas.server import rest_api
+from tfaas.server.app import create_app
+from tfaas.server.openapi import openapi_document
+from tfaas.server_core import ServerCore
+
+SAMPLE = {"model_name": "m", "version": "1", "label": "stable"}
+SPECS = ["/v1/models/m", "/v1/models/m/versions/1", "/v1/models/m/labels/stable"]
+V1_FORMS = (
+    [("get", "/v1/models")]
+    + [("get", spec) for spec in SPECS]
+    + [("get", spec + "/metadata") for spec in SPECS]
+    + [("post", f"{spec}:{verb}") for spec in SPECS for verb in ("predict", "classify", "regress")]
+)
+"""Every form of /v1 URL the dispatcher answers, one instance each."""
+
+
+@pytest.fixture(scope="module")
+def app():
+    return create_app(ServerCore(Settings()))
+
+
+def documented() -> list[tuple[str, str]]:
+    return [(method, path) for path, item in openapi_document()["paths"].items() for method in item]
+
+
+def template_regex(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/:]+", re.escape(path)))
+
+
+def test_document_is_valid_openapi():
+    validate(openapi_document())
+
+
+@pytest.mark.parametrize("method,path", documented())
+def test_every_documented_path_is_routed(app, method, path):
+    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
+    if path.startswith("/v1/"):
+        handler, _ = rest_api.resolve(method.upper(), concrete)
+        assert handler is not None
+    else:
+        endpoint, _ = app.url_map.bind("localhost").match(concrete, method=method.upper())
+        assert endpoint != "tf_serving_rest.dispatch"
+
+
+@pytest.mark.parametrize("method,path", V1_FORMS)
+def test_every_v1_form_is_documented(method, path):
+    assert any(m == method and template_regex(p).fullmatch(path) for m, p in documented()), path
+
+
+def test_every_flask_route_is_documented(app):
+    paths = {p for _, p in documented()}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "tf_serving_rest.dispatch"):
+            continue  # the catch-all /v1 dispatcher is covered form by form above
+        assert rule.rule in paths, rule.rule
+
+
+def test_served_documents_match_the_shipped_one(app):
+    client = app.test_client()
+    assert client.get("/openapi.json").json == openapi_document()
+    assert client.get("/openapi.yaml").data.decode().startswith("openapi: 3.0")
