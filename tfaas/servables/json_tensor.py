@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import reprlib
 import sys
 from dataclasses import dataclass
 from itertools import chain
@@ -26,6 +27,7 @@ _B64 = "b64"
 _BYTES_SUFFIX = "_bytes"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _MAX_MESSAGE_VALUE = 200  # NOTE: longest JSON text of a value quoted in an error message.
+_MAX_RANK = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NOTE: numpy's NPY_MAXDIMS.
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,8 @@ def _dense_shape(value: Any) -> list[int]:
 def _to_array(value: Any, codec: _Codec) -> np.ndarray:
     """Convert one JSON value (a scalar or nested lists) to an array of ``codec``'s dtype."""
     shape = _dense_shape(value)
+    if len(shape) > _MAX_RANK:  # NOTE: numpy cannot hold it; TF Serving's model would refuse it anyway.
+        raise InvalidArgument(f"Too many dimensions in tensor: {len(shape)}, at most {_MAX_RANK} are supported")
     leaves = _dense_leaves(value, shape)
     if leaves is None or not set(map(type, leaves)) <= codec.leaf_types:
         _explain(value, shape, codec)
@@ -317,11 +321,22 @@ def _string_leaf(value: Any, codec: _Codec) -> bytes:
 
 
 def b64decode(text: str) -> bytes:
-    """Decode standard base64, with or without its ``=`` padding."""
+    """Decode standard base64 as TF Serving does (``absl::Base64Unescape``).
+
+    ASCII whitespace is skipped (``base64`` wraps its output in lines), and the ``=`` padding must be
+    absent or exactly what the last group needs: ``QUJD=`` and ``QUJDRA=`` are refused.
+    """
+    data = text.translate(_B64_WHITESPACE)
+    unpadded = data.rstrip("=")
+    if len(data) - len(unpadded) not in (0, -len(unpadded) % 4):
+        raise InvalidArgument("Unable to base64 decode")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgument("Unable to base64 decode") from None
+
+
+_B64_WHITESPACE = str.maketrans("", "", " \t\n\v\f\r")
 
 
 def _string_array(values: list[Any], shape: Sequence[int]) -> np.ndarray:
@@ -452,8 +467,8 @@ def json_text(value: Any) -> str:
     """``value`` as (compact, possibly shortened) JSON text for an error message."""
     try:
         text = orjson.dumps(value).decode("utf-8")
-    except TypeError:
-        text = repr(value)
+    except TypeError:  # NOTE: nested deeper than orjson writes (255 levels); repr() would recurse too deep.
+        text = reprlib.repr(value)
     return text if len(text) <= _MAX_MESSAGE_VALUE else text[:_MAX_MESSAGE_VALUE] + "..."
 
 

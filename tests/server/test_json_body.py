@@ -1,0 +1,75 @@
+"""Reading a request body as TF Serving reads it: NaN and Infinity tokens, and nesting that must not crash."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from flask import Flask
+
+from tfaas.errors import InvalidArgument
+from tfaas.server.rest_api import _nesting_depth, parse_json_body
+
+APP = Flask(__name__)
+
+
+def parse(data: bytes):
+    with APP.test_request_context(method="POST", data=data):
+        return parse_json_body()
+
+
+def test_nan_and_infinity_tokens_are_numbers():
+    body = parse(b'{"inputs": [NaN, Infinity, -Infinity, 1.5, 2, 18446744073709551616], "s": "NaN"}')
+    nan, inf, ninf, *rest = body["inputs"]
+    assert math.isnan(nan) and inf == math.inf and ninf == -math.inf
+    assert rest == [1.5, 2, 1.8446744073709552e19] and type(rest[2]) is float  # beyond uint64: a float, as orjson
+    assert body["s"] == "NaN"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"inputs": [NaN, 1e400]}',  # beyond float64's range, as orjson refuses it
+        b'{"inputs": [NaN, 1' + b"0" * 400 + b"]}",
+        b'{"inputs": [NaN], "s": "\\ud800"}',  # a lone surrogate, as orjson refuses it
+        b'{"inputs": [nan]}',
+        b'{"inputs": [NaN], "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"inputs": [NaN]',
+    ],
+)
+def test_what_orjson_refuses_stays_refused_beside_nan(data):
+    with pytest.raises(InvalidArgument, match="JSON Parse error"):
+        parse(data)
+
+
+DEPTHS = [
+    ("few brackets are not counted", b"[" * 1024 + b"]" * 1024, 0),
+    ("arrays", b"[" * 2000 + b"]" * 2000, 2000),
+    ("objects", b'{"a": ' * 1500 + b"1" + b"}" * 1500, 1500),
+    ("brackets in a string are text", b'{"s": "' + b"[" * 5000 + b'"}', 1),
+    (
+        "closers in a string hide nothing",
+        b'{"s": "' + b"]" * 5000 + b'", "t": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        3001,
+    ),
+    ("an escaped quote does not end a string", b'{"s": "\\"' + b"[" * 5000 + b'"}', 1),
+    ("an escaped backslash escapes nothing", b'{"s": "\\\\", "t": ' + b"[" * 3000 + b"]" * 3000 + b"}", 3001),
+    ("both", b'{"s": "\\\\\\"[[[", "t": ' + b"[" * 3000 + b"]" * 3000 + b"}", 3001),
+    ("many shallow lists", b"[" + b"[1, 2, 3], " * 5000 + b"[]]", 2),
+]
+
+
+@pytest.mark.parametrize("data,depth", [case[1:] for case in DEPTHS], ids=[case[0] for case in DEPTHS])
+def test_nesting_depth(data, depth):
+    assert _nesting_depth(data) == depth
+
+
+def test_nesting_depth_stops_counting_past_the_limit():
+    assert 1024 < _nesting_depth(b"[" * 3_000_000) <= 3_000_000
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a": '])
+def test_deep_nesting_is_a_400_not_a_crash(opener):
+    closer = b"]" if opener == b"[" else b"}"
+    with pytest.raises(InvalidArgument, match="JSON Parse error: nesting deeper than 1024 levels"):
+        parse(b'{"inputs": ' + opener * 100_000 + b"1" + closer * 100_000 + b"}")
