@@ -1,0 +1,210 @@
+"""TFaaS's API end to end: the curl commands of TFaaS's documents, its protobuf client, safe uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import subprocess
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.server import ServerProcess, wait_for
+from tests.servables.tfaas_models import (
+    FROZEN_LABELS,
+    NOT_AN_IMAGE,
+    frozen_graph_expected,
+    png_bytes,
+    write_frozen_graph,
+    write_image_model,
+)
+from tfaas.protos import tfaas_pb2
+from tfaas.servables.model_params import ModelParams
+
+pytestmark = pytest.mark.e2e
+
+VALUES = [1.0, 2.0, 3.0, 4.0]
+MAX_UPLOAD = 2_000_000
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    """The user's files, as the TFaaS documents name them: params.json, model.pb, labels.txt, a bundle."""
+    path = tmp_path_factory.mktemp("path")
+    write_frozen_graph(path / "vk", name="vk", model_file="model.pb")
+    for name in ("params.json", "model.pb", "labels.txt"):
+        (path / name).write_bytes((path / "vk" / name).read_bytes())
+    write_image_model(path / "model", name="model")
+    subprocess.run(["tar", "cfz", "model.tar.gz", "model"], cwd=path, check=True)
+    (path / "input.json").write_text(json.dumps({"keys": ["a", "b", "c", "d"], "values": VALUES, "model": "vk"}))
+    (path / "file.png").write_bytes(png_bytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(start_server, tmp_path_factory) -> ServerProcess:
+    repo = tmp_path_factory.mktemp("repo")
+    return start_server("--model_repository", str(repo), "--max_upload_bytes", str(MAX_UPLOAD))
+
+
+def curl(command: str, server: ServerProcess, cwd: Path) -> str:
+    """Run a curl command from TFaaS's documents, with their host replaced by the test server's."""
+    command = command.replace("https://cms-tfaas.cern.ch", server.url).replace("/path/", f"{cwd}/")
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=cwd, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def repository(server: ServerProcess) -> Path:
+    return Path(server.process.args[server.process.args.index("--model_repository") + 1])
+
+
+def test_documented_curl_commands(server, files):
+    curl(
+        "curl -s -X POST https://cms-tfaas.cern.ch/upload -F 'name=vk' -F 'params=@/path/params.json' "
+        "-F 'model=@/path/model.pb' -F 'labels=@/path/labels.txt'",
+        server,
+        files,
+    )
+    curl(
+        'curl -X POST -H "Content-Encoding: gzip" -H "content-type: application/octet-stream" '
+        "--data-binary @/path/model.tar.gz https://cms-tfaas.cern.ch/upload",
+        server,
+        files,
+    )
+    server.wait_available("vk", 1)
+    server.wait_available("model", 1)
+
+    answer = json.loads(
+        curl(
+            'curl -s -X POST -H "Content-type: application/json" -d@/path/input.json https://cms-tfaas.cern.ch/json',
+            server,
+            files,
+        )
+    )
+    assert answer == pytest.approx(frozen_graph_expected(VALUES).tolist())
+
+    image = json.loads(
+        curl("curl https://cms-tfaas.cern.ch/image -F 'image=@/path/file.png' -F 'model=model'", server, files)
+    )
+    assert image["labels"][0]["label"] == "red"
+    assert [entry["label"] for entry in image["labels"]] == ["red", "green", "blue"]
+
+    listed = {m["name"]: m for m in json.loads(curl("curl https://cms-tfaas.cern.ch/models", server, files))}
+    assert listed["vk"]["input_node"] == "dense_1_input" and listed["vk"]["version"] == 1
+    assert listed["model"]["img_channels"] == 3
+    assert set(listed["vk"]) >= set(ModelParams().to_json_dict()), "all of TFaaS's params keys"
+
+    curl("curl -s -X DELETE https://cms-tfaas.cern.ch/delete -F 'model=model'", server, files)
+    wait_for(lambda: server.post("/json", json={"values": VALUES, "model": "model"}).status_code == 404, 15)
+    assert not (repository(server) / "model").exists()
+
+
+def test_protobuf_client(server, files):
+    server.wait_available("vk", 1)
+    row = tfaas_pb2.Row(key=["a", "b", "c", "d"], value=VALUES, model="vk")
+    response = server.post("/proto", data=row.SerializeToString())
+    assert response.status_code == 200, response.text
+    predictions = tfaas_pb2.Predictions.FromString(response.content)
+    assert [c.label for c in predictions.prediction] == FROZEN_LABELS
+    assert [c.probability for c in predictions.prediction] == pytest.approx(frozen_graph_expected(VALUES).tolist())
+    garbage = server.post("/predict/proto", data=b"\xff\xff\xff")
+    assert garbage.status_code == 400 and "error" in garbage.json()
+
+
+def test_upload_after_upload_under_load_fails_nothing(server, files):
+    server.wait_available("vk", 1)
+    expected = pytest.approx(frozen_graph_expected(VALUES).tolist())
+    failures: list[str] = []
+    answers: list[list[float]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = session.post(f"{server.url}/predict/json", json={"values": VALUES, "model": "vk"})
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                else:
+                    answers.append(response.json())
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        for version in (2, 3, 4):
+            upload = server.post(
+                "/upload",
+                data={"name": "vk"},
+                files={
+                    field: (name, (files / name).read_bytes())
+                    for field, name in (("params", "params.json"), ("model", "model.pb"), ("labels", "labels.txt"))
+                },
+            )
+            assert upload.json() == {"name": "vk", "version": version}, upload.text
+            server.wait_available("vk", version, timeout=15)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert len(answers) > 10 and all(a == expected for a in answers)
+
+
+def bundle(members: dict[str, bytes | str]) -> bytes:
+    """A tar.gz of files (bytes) and symlinks (a str target)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = [
+    ("parent escape", {"../../etc/x": b"owned"}, 400),
+    ("absolute path", {"/etc/x": b"owned"}, 400),
+    ("symlink", {"evil/saved_model.pb": b"x", "evil/link": "/etc/passwd"}, 400),
+    ("oversized", {"big/saved_model.pb": b"\0" * (MAX_UPLOAD + 1)}, 413),
+]
+
+
+@pytest.mark.parametrize("members,status", [c[1:] for c in BAD_UPLOADS], ids=[c[0] for c in BAD_UPLOADS])
+def test_malicious_and_oversized_bundles_write_nothing(server, members, status):
+    before = sorted(p.name for p in repository(server).iterdir())
+    response = server.post(
+        "/upload",
+        data=bundle(members),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+    assert sorted(p.name for p in repository(server).iterdir()) == before
+    assert server.process.poll() is None
+
+
+def test_oversized_request_body_is_413(server):
+    response = server.post("/upload", data=b"\0" * (MAX_UPLOAD + 10), headers={"Content-Type": "application/x-tar"})
+    assert response.status_code == 413 and response.json()["error"]
+
+
+def test_bad_params_and_bad_image(server, files):
+    wait_for(lambda: server.post("/json", json={"values": VALUES, "model": "vk"}).status_code == 200, 30)
+    before = sorted(p.name for p in (repository(server) / "vk").iterdir())
+    upload = server.post(
+        "/upload",
+        data={"name": "vk"},
+        files={"params": ("params.json", b"{not json"), "model": ("model.pb", (files / "model.pb").read_bytes())},
+    )
+    assert upload.status_code == 400 and upload.json()["error"]
+    assert sorted(p.name for p in (repository(server) / "vk").iterdir()) == before
+    image = server.post("/image", data={"model": "vk"}, files={"image": ("file.png", NOT_AN_IMAGE)})
+    assert image.status_code == 400 and "Invalid image" in image.json()["error"]
+    assert server.post("/json", json={"values": VALUES, "model": "vk"}).status_code == 200

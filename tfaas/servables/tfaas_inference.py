@@ -1,0 +1,146 @@
+"""The model side of TFaaS's inference calls: ``/json`` and ``/proto`` rows, ``/image`` uploads, top labels.
+
+Every call runs the servable's ``serving_default`` signature, so it serves SavedModels and TFaaS frozen
+graphs (whose one signature that is) alike. NOTE: TFaaS itself feeds SavedModels through graph op names,
+hard-coded ones for rows (``serving_default_inputs_input`` -> ``StatefulPartitionedCall``) and
+``params.json``'s ``input_name``/``output_name`` for images; for the Keras models it was written for,
+the signature is the same computation, and it works for any other SavedModel too.
+
+TensorFlow is imported inside ``classify_image`` only (to decode images).
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+import reprlib
+from typing import Sequence
+
+import numpy as np
+
+from tfaas.errors import InvalidArgument
+from tfaas.servables.servable import Servable, SignatureInfo
+
+SIGNATURE_NAME = "serving_default"
+DEFAULT_IMAGE_CHANNELS = 3
+IMAGE_CHANNELS = (1, 3, 4)
+
+_GIF_MAGIC = (b"GIF87a", b"GIF89a")
+_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+
+
+def predict_row(servable: Servable, values: Sequence[float]) -> np.ndarray:
+    """TFaaS's ``/json`` and ``/proto``: feed ``[values]`` (float32, shape ``[1, N]``), return output row 0.
+
+    The row goes to the single input of ``serving_default``; the answer is the first row of its output
+    (the first by alias when it has several), as a 1-D float32 array. Raises ``InvalidArgument`` when the
+    model has no ``serving_default`` or one with several inputs, when a value is not a number, and when
+    the row does not fit the input (the servable's own check).
+    """
+    signature = _serving_default(servable)
+    alias = _single_input(signature)
+    row = _row(values)
+    outputs = servable.run(SIGNATURE_NAME, {alias: row})
+    return _first_row(outputs, signature)
+
+
+def _row(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``[values]`` as float32 ``[1, N]``; only numbers (ints, floats; no booleans, strings or None)."""
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1 or values.dtype.kind not in "iuf":
+            raise InvalidArgument(f"Row values must be a flat list of numbers, got {values.dtype} {list(values.shape)}")
+        return values.astype(np.float32)[np.newaxis]
+    values = list(values)
+    for index, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+            raise InvalidArgument(f"Row values must be numbers: value {index} is {reprlib.repr(value)}")
+    return np.asarray([values], dtype=np.float32).reshape(1, len(values))
+
+
+def classify_image(servable: Servable, image_bytes: bytes, channels: int | None) -> np.ndarray:
+    """TFaaS's ``/image``: decode the image, feed it as float32 ``[1, H, W, C]``, return output row 0.
+
+    The format (PNG, JPEG, GIF, BMP, WebP) is told by content, not by file name as TFaaS does; an
+    animated GIF gives its first frame. ``channels`` is ``params.json``'s ``img_channels`` (1, 3 or 4;
+    None or 0 means 3). Pixels go in as raw 0..255 values, neither resized nor normalised (as in TFaaS).
+    Raises ``InvalidArgument("Invalid image: ...")`` for bytes that are not an image, and
+    ``InvalidArgument`` for another channel count or an image the model's input does not take.
+    """
+    signature = _serving_default(servable)
+    alias = _single_input(signature)
+    pixels = decode_image(image_bytes, channels)
+    outputs = servable.run(SIGNATURE_NAME, {alias: pixels[np.newaxis]})
+    return _first_row(outputs, signature)
+
+
+def decode_image(image_bytes: bytes, channels: int | None) -> np.ndarray:
+    """The pixels of an encoded image as float32 ``[H, W, C]`` holding 0..255 (see ``classify_image``)."""
+    import tensorflow as tf
+
+    count = channels or DEFAULT_IMAGE_CHANNELS
+    if count not in IMAGE_CHANNELS:
+        raise InvalidArgument(f"Image channels must be 1, 3 or 4, not {count}")
+    # NOTE: TensorFlow's GIF decoder gives 3 channels only; grey and RGBA are made from its RGB.
+    is_gif = bytes(image_bytes[:6]) in _GIF_MAGIC
+    try:
+        image = tf.io.decode_image(
+            bytes(image_bytes), channels=3 if is_gif else count, dtype=tf.uint8, expand_animations=False
+        )
+        if is_gif and count == 1:
+            image = tf.image.rgb_to_grayscale(image)
+        elif is_gif and count == 4:
+            image = tf.concat([image, tf.fill([*image.shape[:2], 1], tf.constant(255, tf.uint8))], axis=-1)
+    except tf.errors.InvalidArgumentError as error:
+        raise InvalidArgument(f"Invalid image: {_tf_message(error)}") from error
+    return image.numpy().astype(np.float32)
+
+
+def top_labels(
+    probabilities: Sequence[float] | np.ndarray, labels: Sequence[str], k: int = 5
+) -> list[tuple[str, float]]:
+    """TFaaS's ``/image`` labelling: labels paired with probabilities by index, most probable first.
+
+    Only indices both have are paired (TFaaS pairs ``i < len(labels)``); the top ``min(k, len(labels))``
+    pairs are returned (fewer when there are fewer probabilities, where TFaaS fails). Ties keep index order.
+    """
+    values = np.asarray(probabilities, dtype=np.float32).reshape(-1)
+    pairs = [(label, float(value)) for label, value in zip(labels, values.tolist())]
+    pairs.sort(key=lambda pair: pair[1], reverse=True)
+    return pairs[: max(0, min(k, len(labels)))]
+
+
+def _serving_default(servable: Servable) -> SignatureInfo:
+    signature = servable.signatures.get(SIGNATURE_NAME)
+    if signature is None:
+        raise InvalidArgument(f'Serving signature name: "{SIGNATURE_NAME}" not found in signature def')
+    return signature
+
+
+def _single_input(signature: SignatureInfo) -> str:
+    """The alias of the one input of ``signature``; TFaaS's calls carry exactly one tensor."""
+    if len(signature.inputs) != 1:
+        raise InvalidArgument(
+            f'The model\'s "{SIGNATURE_NAME}" signature takes {len(signature.inputs)} inputs '
+            f"({', '.join(sorted(signature.inputs)) or 'none'}); TFaaS's calls feed exactly one"
+        )
+    return next(iter(signature.inputs))
+
+
+def _tf_message(error: BaseException) -> str:
+    """TensorFlow's message without the ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix of eager ops."""
+    message = getattr(error, "message", None) or str(error)
+    return _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", message)).strip() or message
+
+
+def _first_row(outputs: dict[str, np.ndarray], signature: SignatureInfo) -> np.ndarray:
+    """Row 0 of the only (else the first by alias) output, flattened to 1-D float32."""
+    aliases = sorted(outputs) if not signature.outputs else [a for a in sorted(signature.outputs) if a in outputs]
+    if not aliases:
+        raise InvalidArgument(f'The model\'s "{SIGNATURE_NAME}" signature has no output')
+    alias = aliases[0]
+    value = np.asarray(outputs[alias])
+    if value.dtype.kind not in "biuf":
+        raise InvalidArgument(f'Output "{alias}" has dtype {value.dtype}, not a number TFaaS can return')
+    row = value[0] if value.ndim >= 2 else value
+    return np.asarray(row, dtype=np.float32).reshape(-1)

@@ -1,0 +1,312 @@
+"""TFaaS's HTTP API, so clients of the older Go service keep working unchanged.
+
+``/upload``, ``/delete``, ``/models``, ``/json``, ``/proto``, ``/image``, ``/params``, ``/status`` and
+the ``/predict/*`` aliases, at the root and under an optional prefix. Models live in the model
+repository (``tfaas.model_repository``): an upload becomes the next version of its model and is
+hot-swapped in by the lifecycle like any other version.
+
+Where TFaaS is unsafe or broken, this does better (see README, "TFaaS API"): every error is a 4xx/5xx
+JSON ``{"error": ...}`` instead of a dropped connection; tarballs are checked member by member;
+uploads are bounded, atomic and versioned; ``op`` is optional; labels are applied to ``/proto`` and
+``/image`` answers; write calls can be turned off or protected with a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import threading
+import time
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, request
+from google.protobuf.message import DecodeError
+
+from tfaas.errors import InvalidArgument, NotFound, TfaasError, Unavailable
+from tfaas.model_repository import ModelRepository, check_model_name
+from tfaas.protos import tfaas_pb2
+from tfaas.servables.model_params import parse_params
+from tfaas.servables.tfaas_inference import classify_image, predict_row, top_labels
+from tfaas.server_core import ModelSpec, ServerCore
+
+_STARTED = time.time()
+
+
+class Forbidden(TfaasError):
+    """A write call while the server is read-only (HTTP 403)."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class Unauthenticated(TfaasError):
+    """A write call without the configured admin token (HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+def register(app: Flask, prefix: str) -> None:
+    """Serve TFaaS's API at the root, and under ``prefix`` too when one is set."""
+    app.register_blueprint(_blueprint("tfaas_api"))
+    if prefix:
+        app.register_blueprint(_blueprint("tfaas_api_prefixed"), url_prefix=prefix)
+
+
+def _core() -> ServerCore:
+    return current_app.extensions["tfaas.core"]
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status, mimetype="application/json")
+
+
+# ---- write calls ------------------------------------------------------------------------------------
+
+
+def _writable_repository() -> ModelRepository:
+    """The repository, once the request may write to it (token, read-only mode)."""
+    core = _core()
+    settings = core.settings
+    if settings.admin_token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), settings.admin_token.encode()):
+            raise Unauthenticated("This call needs the header 'Authorization: Bearer <admin token>'")
+    if settings.read_only:
+        raise Forbidden("The server is read-only: uploads, deletes and params changes are turned off")
+    if core.repository is None:
+        raise Forbidden("No model repository is configured (set model_repository to accept uploads)")
+    return core.repository
+
+
+def upload() -> Response:
+    """``POST /upload``: a multipart form (name, params, model, labels[, op]) or a tar bundle."""
+    repository = _writable_repository()
+    if "form-data" in request.headers.get("Content-Type", "").lower():
+        name, version = _form_upload(repository)
+    else:
+        compressed = request.headers.get("Content-Encoding", "").lower() == "gzip"
+        name, version = repository.add_bundle(request.stream, compressed)
+    _core().refresh_repository()
+    return _json({"name": name, "version": version})
+
+
+def _form_upload(repository: ModelRepository) -> tuple[str, int]:
+    name = check_model_name(request.form.get("name", ""))
+    params_bytes, model_part = _file_part("params").read(), _file_part("model")
+    params = parse_params(params_bytes, "params")
+    if params.name and params.name != name:
+        raise InvalidArgument(f"The form's name {name!r} differs from params.json's name {params.name!r}")
+    model_name = os.path.basename(model_part.filename or "")
+    if params.model and params.model != model_name:
+        raise InvalidArgument(f"params.json names model file {params.model!r} but {model_name!r} was uploaded")
+    files = {"params.json": params_bytes}
+    files[model_name] = _model_bytes(model_part.read())
+    if "labels" in request.files:
+        labels = request.files["labels"]
+        files[os.path.basename(labels.filename or "") or "labels.txt"] = labels.read()
+    return name, repository.add_version(name, files)
+
+
+def _file_part(field: str) -> Any:
+    part = request.files.get(field)
+    if part is None:
+        raise InvalidArgument(f"request does not provide {field}")
+    return part
+
+
+def _model_bytes(data: bytes) -> bytes:
+    """The model part, base64-decoded when the request says ``Content-Encoding: base64`` (TFaaS's client)."""
+    if request.headers.get("Content-Encoding", "").lower() != "base64":
+        return data
+    try:
+        return base64.b64decode(b"".join(data.split()), validate=True)
+    except binascii.Error as exc:
+        raise InvalidArgument(f"unable to decode the base64 model part: {exc}") from None
+
+
+def delete(model: str | None = None) -> Response:
+    """``DELETE /delete`` (form field ``model``) or ``DELETE /delete/<model>``."""
+    repository = _writable_repository()
+    name = model or request.form.get("model", "")
+    if not name:
+        raise InvalidArgument("no model name is provided")
+    repository.delete(name)
+    _core().refresh_repository()
+    return _json({"deleted": name})
+
+
+def set_params() -> Response:
+    """``POST /params``: choose the model ``/json`` and ``/proto`` use when a request names none."""
+    repository = _writable_repository()
+    params = parse_params(request.get_data(), "request body")
+    if params.name not in _core().model_names:
+        raise NotFound(f"Unknown model {params.name!r}")
+    repository.set_default_model(params.name)
+    return _json({"default_model": params.name})
+
+
+# ---- read calls -------------------------------------------------------------------------------------
+
+
+def get_params(model: str) -> Response:
+    """``GET /params/<model>``: the params.json of the version that serves, as uploaded."""
+    with _core().get_handle(ModelSpec(check_model_name(model))) as handle:
+        path = os.path.join(handle.servable.path, "params.json")
+        if not os.path.isfile(path):
+            raise NotFound(f"Model {model} has no params.json")
+        with open(path, "rb") as params_file:
+            return Response(params_file.read(), mimetype="application/json")
+
+
+def models() -> Response:
+    """``GET /models``: TFaaS's params objects, plus the version that serves and its state."""
+    core = _core()
+    return _json([_model_entry(core, name) for name in core.model_names])
+
+
+def _model_entry(core: ServerCore, name: str) -> dict[str, Any]:
+    states = core.monitor.version_states(name)
+    latest_state = next(iter(states.values())).state.name if states else "START"
+    try:
+        with core.get_handle(ModelSpec(name)) as handle:
+            params = handle.servable.params
+            entry = params.to_json_dict() if params else _default_params(name)
+            entry.update(version=handle.id.version, state="AVAILABLE")
+            return entry
+    except (NotFound, Unavailable):
+        return {**_default_params(name), "version": None, "state": latest_state}
+
+
+def _default_params(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": "saved_model.pb",
+        "labels": "",
+        "op": "",
+        "input_name": "",
+        "output_name": "",
+        "img_channels": 0,
+        "options": None,
+        "input_node": "",
+        "output_node": "",
+        "description": "",
+        "timestamp": "",
+    }
+
+
+def predict_json() -> Response:
+    """``POST /json``: ``{"keys": [...], "values": [...], "model": "..."}`` → the first output row."""
+    try:
+        body = orjson.loads(request.get_data())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("unable to unmarshal Row: expected a JSON object")
+    values = body.get("values")
+    if not isinstance(values, list) or not all(_is_number(v) for v in values):
+        raise InvalidArgument("'values' must be a list of numbers")
+    model = body.get("model") or ""
+    if not isinstance(model, str):
+        raise InvalidArgument("'model' must be a string")
+    with _core().get_handle(ModelSpec(_model_or_default(model))) as handle:
+        return _json(predict_row(handle.servable, values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def predict_proto() -> Response:
+    """``POST /proto``: a ``tfaaspb.Row`` → ``tfaaspb.Predictions`` (with labels, unlike TFaaS)."""
+    row = tfaas_pb2.Row()
+    try:
+        row.ParseFromString(request.get_data())
+    except DecodeError as exc:
+        raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
+    with _core().get_handle(ModelSpec(_model_or_default(row.model))) as handle:
+        probabilities = predict_row(handle.servable, list(row.value))
+        labels = handle.servable.labels
+    answer = tfaas_pb2.Predictions(
+        prediction=[
+            tfaas_pb2.Class(label=labels[i] if i < len(labels) else "", probability=p)
+            for i, p in enumerate(probabilities.tolist())
+        ]
+    )
+    return Response(answer.SerializeToString(), mimetype="application/octet-stream")
+
+
+def _model_or_default(model: str) -> str:
+    if model:
+        return check_model_name(model)
+    repository = _core().repository
+    default = repository.default_model() if repository else ""
+    if not default:
+        raise InvalidArgument("The request names no model and no default model is set (POST /params)")
+    return default
+
+
+def predict_image() -> Response:
+    """``POST /image``: multipart ``image`` + ``model`` → top-5 labels, or the scores without labels."""
+    model = request.form.get("model", "")
+    if not model:
+        raise InvalidArgument("unable to read model: the form has no 'model' field")
+    image = _file_part("image")
+    with _core().get_handle(ModelSpec(check_model_name(model))) as handle:
+        servable = handle.servable
+        channels = servable.params.img_channels if servable.params else None
+        probabilities = classify_image(servable, image.read(), channels)
+        labels = servable.labels
+    if not labels:
+        return _json(probabilities)
+    best = top_labels(probabilities, labels)
+    return _json({"filename": image.filename, "labels": [{"label": lb, "probability": p} for lb, p in best]})
+
+
+def status() -> Response:
+    """``GET /status``: TFaaS's server status (load, memory, uptime, request counts) and the models."""
+    load1, load5, load15 = os.getloadavg()
+    return _json(
+        {
+            "Load": {"load1": load1, "load5": load5, "load15": load15},
+            "Memory": {"Virtual": _memory()},
+            "NGo": threading.active_count(),
+            "Uptime": time.time() - _STARTED,
+            "models": {
+                name: [str(v) for v in _core().manager.available_versions(name)] for name in _core().model_names
+            },
+        }
+    )
+
+
+def _memory() -> dict[str, int | float]:
+    info: dict[str, int] = {}
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            key, _, rest = line.partition(":")
+            info[key] = int(rest.split()[0]) * 1024
+    total, free = info.get("MemTotal", 0), info.get("MemAvailable", 0)
+    used = total - free
+    return {"total": total, "free": free, "used": used, "usedPercent": 100.0 * used / total if total else 0.0}
+
+
+def _blueprint(name: str) -> Blueprint:
+    """One copy of the routes (Flask needs a distinct blueprint per mount point)."""
+    bp = Blueprint(name, __name__)
+    bp.add_url_rule("/upload", view_func=upload, methods=["POST"])
+    bp.add_url_rule("/delete", view_func=delete, methods=["DELETE"])
+    bp.add_url_rule("/delete/<model>", view_func=delete, methods=["DELETE"])
+    bp.add_url_rule("/models", view_func=models, methods=["GET"])
+    bp.add_url_rule("/params", view_func=set_params, methods=["POST"])
+    bp.add_url_rule("/params/<model>", view_func=get_params, methods=["GET"])
+    bp.add_url_rule("/status", view_func=status, methods=["GET"])
+    for path in ("/json", "/predict/json"):
+        bp.add_url_rule(path, endpoint=path, view_func=predict_json, methods=["POST"])
+    for path in ("/proto", "/predict/proto"):
+        bp.add_url_rule(path, endpoint=path, view_func=predict_proto, methods=["POST"])
+    for path in ("/image", "/predict/image"):
+        bp.add_url_rule(path, endpoint=path, view_func=predict_image, methods=["POST"])
+    return bp
