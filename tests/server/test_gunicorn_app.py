@@ -1,0 +1,102 @@
+"""The gunicorn side: settings mapped onto gunicorn's, SIGHUP forwarded and turned into reloads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+
+import pytest
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+
+from tfaas.config import Settings
+from tfaas.logs import JsonFormatter
+from tfaas.server.gunicorn_app import AccessGatedLogger, SighupReloader, TfaasApplication, TfaasArbiter
+
+
+def test_settings_become_gunicorn_settings(tmp_path):
+    settings = Settings(graceful_timeout=12, threads=3, log_format="json", worker_tmp_dir=str(tmp_path))
+    cfg = TfaasApplication(settings).cfg
+    assert (cfg.worker_class_str, cfg.threads, cfg.graceful_timeout, cfg.preload_app) == ("gthread", 3, 12, False)
+    assert cfg.logger_class is AccessGatedLogger
+    assert cfg.logconfig_dict["formatters"]["tfaas"]["()"] == f"tfaas.logs.{JsonFormatter.__name__}"
+    assert cfg.worker_tmp_dir == str(tmp_path)
+    assert TfaasApplication(Settings()).cfg.worker_tmp_dir is None
+
+
+def test_the_master_forwards_sighup_to_every_worker_instead_of_replacing_them():
+    workers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    arbiter = TfaasArbiter.__new__(TfaasArbiter)  # NOTE: only what handle_hup uses, not a running master
+    arbiter.log = logging.getLogger("test")
+    arbiter.WORKERS = {worker.pid: worker for worker in workers}
+    try:
+        arbiter.handle_hup()
+        assert [worker.wait(10) for worker in workers] == [-signal.SIGHUP] * 2
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.fixture
+def reloader():
+    previous = signal.getsignal(signal.SIGHUP)
+    reloader = SighupReloader()
+    yield reloader
+    reloader.stop()
+    signal.signal(signal.SIGHUP, previous)
+
+
+def test_sighup_reloads_on_the_reload_thread_and_an_early_one_is_kept(reloader):
+    calls: list[str] = []
+    done = threading.Event()
+
+    def reload() -> None:
+        calls.append(threading.current_thread().name)
+        done.set()
+
+    reloader.install()
+    os.kill(os.getpid(), signal.SIGHUP)  # NOTE: before start(): while the core is being built
+    reloader.start(reload)
+    assert done.wait(5)
+    done.clear()
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert done.wait(5)
+    assert calls == ["tfaas-sighup-reload"] * 2
+
+
+def test_a_failing_reload_does_not_end_the_reload_thread(reloader):
+    done = threading.Event()
+    attempts: list[int] = []
+
+    def reload() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("bad")
+        done.set()
+
+    reloader.install()
+    reloader.start(reload)
+    os.kill(os.getpid(), signal.SIGHUP)
+    threading.Event().wait(0.3)
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert done.wait(5)
+
+
+def test_access_lines_cost_nothing_without_an_access_log(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Logger, "access", lambda self, *args: calls.append(args))
+    access, error = logging.getLogger("gunicorn.access"), logging.getLogger("gunicorn.error")
+    saved = access.handlers[:], error.handlers[:]
+    logger = AccessGatedLogger(Config())  # NOTE: not our logconfig_dict: dictConfig would reconfigure pytest
+    try:
+        access.handlers[:] = []
+        logger.access("resp", "req", {}, 0)
+        access.handlers[:] = [logging.NullHandler()]
+        logger.access("resp", "req", {}, 0)
+    finally:
+        access.handlers[:], error.handlers[:] = saved
+    assert calls == [("resp", "req", {}, 0)]

@@ -1,0 +1,73 @@
+"""``/healthz`` and ``/readyz`` over a real ServerCore whose loader is a fake that waits on a gate."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from tfaas.config import ModelConfig, Settings
+from tfaas.core.servable_id import ServableId
+from tfaas.server.app import create_app
+from tfaas.server_core import ServerCore
+
+GATES: dict[str, threading.Event] = {}
+
+
+class GatedLoader:
+    """Loads once the test opens the model's gate (a load that takes as long as the test wants)."""
+
+    def __init__(self, id: ServableId, path: str) -> None:
+        self.id = id
+
+    def load(self) -> object:
+        assert GATES[self.id.name].wait(10)
+        return object()
+
+    def unload(self) -> None:
+        pass
+
+
+@pytest.fixture
+def core(tmp_path: Path):
+    models = []
+    for name in ("a", "b"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "saved_model.pb").write_bytes(b"fake")
+        models.append(ModelConfig(name=name, base_path=str(tmp_path / name)))
+        GATES[name] = threading.Event()
+    settings = Settings(models=tuple(models), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    core = ServerCore(settings, loader_factory=GatedLoader)
+    core.start()
+    yield core
+    for gate in GATES.values():
+        gate.set()
+    core.stop()
+
+
+def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
+    client = create_app(core).test_client()
+    for gate in ("a", "b", None):
+        ready, alive = client.get("/readyz"), client.get("/healthz")
+        assert alive.status_code == 200 and alive.json == {"status": "alive"}
+        if gate is None:
+            break
+        assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"
+        assert ready.json["status"] == "not ready"
+        GATES[gate].set()
+        assert core.monitor.wait_until(lambda g=gate: core.manager.available_versions(g) == [1], 5)
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ready", "models": {"a": [1], "b": [1]}}
+    assert ready.content_type == alive.content_type == "application/json"
+
+
+def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore):
+    GATES["a"].set()
+    assert core.monitor.wait_until(lambda: core.manager.available_versions("a") == [1], 5)
+    assert create_app(core).test_client().get("/readyz").json == {"status": "not ready", "models": {"a": [1], "b": []}}
+
+
+def test_no_configured_model_is_ready():
+    client = create_app(ServerCore(Settings())).test_client()
+    assert client.get("/readyz").json == {"status": "ready", "models": {}}

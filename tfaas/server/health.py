@@ -1,0 +1,44 @@
+"""Health endpoints for probes (Kubernetes, load balancers, systemd watchdogs).
+
+- ``GET /healthz`` (liveness): 200 whenever the worker can answer at all. It reads nothing, so a
+  model that loads slowly or a busy TensorFlow never makes it fail (and never gets the pod restarted).
+- ``GET /readyz`` (readiness): 200 once every configured model has an AVAILABLE version
+  (``ServerCore.is_ready()``), else 503 with ``Retry-After``. The port opens before models load,
+  so this, not a TCP probe, tells when to send traffic.
+
+Both answer JSON: ``{"status": "alive"}``; ``{"status": "ready" | "not ready", "models": {name:
+[available versions, highest first]}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app
+
+from tfaas.server_core import ServerCore
+
+blueprint = Blueprint("health", __name__)
+
+RETRY_AFTER_SECONDS = 1
+
+
+def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json", headers=headers)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    """``GET /healthz``: the process is up and serving HTTP."""
+    return _json({"status": "alive"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    """``GET /readyz``: 200 when every configured model serves, 503 until then."""
+    core: ServerCore = current_app.extensions["tfaas.core"]
+    models = {name: core.manager.available_versions(name) for name in core.model_names}
+    if core.is_ready():
+        return _json({"status": "ready", "models": models})
+    return _json({"status": "not ready", "models": models}, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

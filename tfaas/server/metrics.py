@@ -1,0 +1,93 @@
+"""The Prometheus endpoints, and the hook that counts and times every /v1 request.
+
+Routes: ``GET /monitoring/prometheus/metrics`` (TF Serving's path, exact: a trailing slash is a 404 as
+there) and ``GET /metrics`` (where Prometheus looks by default); both serve the same text.
+
+Instrumentation: the /v1 dispatcher calls :func:`track` once it knows a request is for the API, fills in
+the API and model when it has resolved the path, and :func:`note_version` records the version a handle
+was taken on. An ``after_request`` hook then records the request with the response's status, so error
+responses (raised anywhere and mapped by the error handlers) are counted too. The labels live on
+``flask.g``; a request that never called :func:`track` (metrics scrapes, the OpenAPI document) is not
+counted.
+
+Label values are bounded: ``model`` is the requested name only when it is a served model (else ``""``,
+so a client cannot create series by naming models that do not exist), and ``version`` is only ever the
+version a handle was actually taken on (``""`` when the request failed before that, or took no handle).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Flask, Response, current_app, g
+
+from tfaas.metrics import CONTENT_TYPE, Metrics
+
+log = logging.getLogger("tfaas.server")
+
+TF_SERVING_PATH = "/monitoring/prometheus/metrics"
+PATHS = (TF_SERVING_PATH, "/metrics")
+_EXTENSION = "tfaas.metrics"
+_G_KEY = "tfaas_request_labels"
+
+blueprint = Blueprint("metrics", __name__)
+
+
+@dataclass
+class RequestLabels:
+    """What a /v1 request is, as far as the dispatcher found out; ``api`` stays ``other`` for a path
+    that matched no API (TF Serving's "Malformed request")."""
+
+    api: str = "other"
+    model: str = ""
+    version: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+
+def track() -> RequestLabels:
+    """Count the current request once it ends; fill in the returned labels as they become known."""
+    labels = RequestLabels()
+    setattr(g, _G_KEY, labels)
+    return labels
+
+
+def note_version(version: int) -> None:
+    """The current request took a handle on ``version``."""
+    labels: RequestLabels | None = g.get(_G_KEY)
+    if labels is not None:
+        labels.version = str(version)
+
+
+def init_app(app: Flask, metrics: Metrics) -> None:
+    """Serve ``metrics`` on the Prometheus paths and record every tracked request of ``app``."""
+    app.extensions[_EXTENSION] = metrics
+    app.register_blueprint(blueprint)
+    app.after_request(_record_request)
+
+
+@blueprint.get(TF_SERVING_PATH)
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    """``GET /monitoring/prometheus/metrics`` and ``GET /metrics``: Prometheus's text format."""
+    return Response(current_app.extensions[_EXTENSION].render(), content_type=CONTENT_TYPE)
+
+
+def _record_request(response: Response) -> Response:
+    labels: RequestLabels | None = g.pop(_G_KEY, None)
+    if labels is None:
+        return response
+    try:
+        core = current_app.extensions.get("tfaas.core")
+        served = core is not None and labels.model in core.model_names
+        current_app.extensions[_EXTENSION].observe_request(
+            model=labels.model if served else "",
+            version=labels.version if served else "",
+            api=labels.api,
+            http_status=response.status_code,
+            seconds=time.perf_counter() - labels.started,
+        )
+    except Exception:  # NOTE: metrics must never fail a request that has been answered
+        log.exception("Recording request metrics failed")
+    return response
