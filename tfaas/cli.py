@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tfaas import __version__
-from tfaas.config import ModelConfig, Settings, add_arguments, load_settings
+from tfaas.config import Settings, add_arguments, load_settings
 from tfaas.errors import ConfigError
 
 log = logging.getLogger("tfaas.cli")
@@ -52,11 +52,14 @@ def ensure_example_models(root: Path) -> None:
 
 
 def with_example_models(settings: Settings) -> Settings:
-    """``settings`` serving the example models (for a plain ``tfaas serve``)."""
+    """``settings`` serving the example models (for a plain ``tfaas serve``).
+
+    The examples directory becomes the model repository, so every model in it is served and TFaaS's
+    upload API adds models beside them.
+    """
     root = example_models_dir()
     ensure_example_models(root)
-    models = tuple(ModelConfig(name=m, base_path=str(root / m)) for m in EXAMPLE_MODELS)
-    return dataclasses.replace(settings, models=models)
+    return dataclasses.replace(settings, model_repository=str(root))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tfaas: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    if not settings.models:
+    if not settings.models and not settings.model_repository:
         settings = with_example_models(settings)
     from tfaas.server.gunicorn_app import serve  # NOTE: gunicorn only for the serve command
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.errors import ConfigError
+from tfaas.logs import LOG_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
         return _to_int(value, where)
     if typ is float:
         return _to_float(value, where)
+    if typ is bool:
+        return _to_bool(value, where)
     if isinstance(value, str):
         return value
     raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -132,6 +135,18 @@ def _to_int(value: Any, where: str) -> int:
         except ValueError:
             pass
     raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    """Parse a boolean from a bool or a word (true/false, yes/no, on/off, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
 def _to_float(value: Any, where: str) -> float:
@@ -569,12 +584,56 @@ class Settings:
         "Longest delay between retries of a failed load; at least load_retry_initial_seconds.",
         check=_greater_than(0),
     )
+    num_request_iterations_for_warmup: int = _option(
+        1,
+        "Times each record of a version's assets.extra/tf_serving_warmup_requests is replayed while the"
+        " version loads (0 means 1, as in TF Serving).",
+        tf_flag="--num_request_iterations_for_warmup",
+        check=_at_least(0),
+    )
     graceful_timeout: float = _option(
         30.0,
         "Seconds allowed to finish in-flight requests on shutdown before exiting.",
         check=_at_least(0),
     )
+    model_repository: str = _option(
+        "",
+        "Directory of models that TFaaS's API may add to and delete from (<dir>/<name>/<version>/); every"
+        " model in it is served. Empty: the TFaaS write calls are refused.",
+        path=True,
+    )
+    tfaas_api_prefix: str = _option(
+        "",
+        "Also serve TFaaS's API under this URL prefix (e.g. /tfaas), as TFaaS's `base` setting does.",
+        check=lambda v: None if v == "" or re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", v) else "must look like /name",
+    )
+    read_only: bool = _option(False, "Refuse TFaaS's upload, delete and params calls (HTTP 403).")
+    admin_token: str = _option(
+        "",
+        "If set, TFaaS's upload, delete and params calls need the header `Authorization: Bearer <token>`.",
+    )
+    max_upload_bytes: int = _option(
+        1 << 30,
+        "Largest upload accepted (the request body, and a bundle once unpacked), in bytes.",
+        check=_at_least(1),
+    )
     log_level: str = _option("info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS))
+    log_format: str = _option(
+        "text",
+        "Log line format for tfaas and gunicorn: text (for a terminal or journald) or json (one object per line,"
+        " for log shippers).",
+        check=_one_of(LOG_FORMATS),
+    )
+    access_log: str = _option(
+        "",
+        "Where to write one line per request, in log_format: '-' for stderr, a file path, or '' for none.",
+    )
+    worker_tmp_dir: str = _option(
+        "",
+        "Directory for gunicorn's worker heartbeat files; a tmpfs (/dev/shm, /run/...) avoids stalls on a slow"
+        " disk. Empty: the system's temporary directory.",
+        path=True,
+    )
     models: tuple[ModelConfig, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -638,6 +697,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             *option.flags,
             dest=option.name,
             default=argparse.SUPPRESS,
+            # NOTE: a bare boolean flag (--read_only) means true; --read_only=false also works.
+            **({"nargs": "?", "const": "true"} if option.type is bool else {}),
             metavar="PATH" if option.path else option.type.__name__.upper(),
             help=f"{option.doc} [env {option.env}; default {option.default!r}]".replace("%", "%%"),
         )

@@ -22,16 +22,19 @@ from tfaas.core.state_monitor import ServableStateMonitor
 from tfaas.core.states import EventBus, ServableState
 from tfaas.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from tfaas.file_poller import FilePoller
+from tfaas.metrics import Metrics, default_metrics
+from tfaas.model_repository import ModelRepository
+from tfaas.servables import warmup
 from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
 
 log = logging.getLogger("tfaas.server_core")
 
 
-def saved_model_loader(id: ServableId, path: str) -> Loader:
-    """The default loader factory: every version directory is a SavedModel."""
-    from tfaas.servables.saved_model import SavedModelLoader  # NOTE: keeps TF out of import time
+def version_loader(id: ServableId, path: str) -> Loader:
+    """The default loader factory: a SavedModel, or a TFaaS frozen graph, by what the directory holds."""
+    from tfaas.servables.loaders import version_loader as choose  # NOTE: keeps TF out of import time
 
-    return SavedModelLoader(id, path)
+    return choose(id, path)
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,19 @@ class ModelSpec:
 class ServerCore:
     """Source → manager → servables for the configured models, plus status and labels."""
 
-    def __init__(self, settings: Settings, loader_factory: LoaderFactory = saved_model_loader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loader_factory: LoaderFactory = version_loader,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = EventBus()
         self.monitor = ServableStateMonitor(self.bus)
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self.metrics.watch(self.bus)
+        # NOTE: process-wide, as there is one ServerCore per worker process.
+        warmup.configure(warmup.WarmupOptions(settings.num_request_iterations_for_warmup, self.metrics))
         self.manager = AspiredVersionsManager(
             self.bus,
             num_load_threads=settings.num_load_threads,
@@ -62,6 +74,11 @@ class ServerCore:
         )
         self._loader_factory = loader_factory
         self._models: dict[str, ModelConfig] = {}
+        self._configured: tuple[ModelConfig, ...] = ()
+        self._apply_lock = threading.Lock()
+        self.repository = (
+            ModelRepository(settings.model_repository, settings.max_upload_bytes) if settings.model_repository else None
+        )
         self._source = FileSystemStoragePathSource(
             [],
             poll_wait_seconds=settings.file_system_poll_wait_seconds,
@@ -69,7 +86,7 @@ class ServerCore:
         )
         self._source.set_aspired_versions_callback(self._on_aspired_versions)
         self._started = threading.Event()
-        self._config_poller = _config_poller(settings, self.reload_config)
+        self._pollers = [p for p in (_config_poller(settings, self.reload_config), self._repository_poller()) if p]
         self._apply_models(settings.models)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -78,15 +95,15 @@ class ServerCore:
         """Start loading: the manager's thread, then the source (whose first poll aspires versions)."""
         self.manager.start()
         self._source.start()
-        if self._config_poller is not None:
-            self._config_poller.start()
+        for poller in self._pollers:
+            poller.start()
         self._started.set()
 
     def stop(self) -> None:
         """Stop watching, then unload every version once its in-flight requests have finished."""
         if self._started.is_set():
-            if self._config_poller is not None:
-                self._config_poller.stop()
+            for poller in self._pollers:
+                poller.stop()
             self._source.stop()
             self.manager.stop()
         self.monitor.close()
@@ -100,17 +117,38 @@ class ServerCore:
         except ConfigError as exc:
             log.error("Refusing the new model config, keeping the one in force: %s", exc)
             return False
-        added = sorted({m.name for m in models} - set(self._models))
-        removed = sorted(set(self._models) - {m.name for m in models})
         self._apply_models(models)
-        log.info("Model config reloaded: %d models (added %s, removed %s)", len(models), added, removed)
+        log.info("Model config reloaded: %d configured models", len(models))
         return True
 
-    def _apply_models(self, models: Sequence[ModelConfig]) -> None:
-        self._models = {m.name: m for m in models}
-        for model in models:
-            self.manager.set_swap_policy(model.name, model.swap_policy)
-        self._source.update_config([_source_config(m) for m in models])
+    def refresh_repository(self) -> None:
+        """Serve the models now in the model repository (called on its changes, and after uploads)."""
+        self._apply_models(self._configured)
+
+    def _repository_poller(self) -> FilePoller | None:
+        if self.repository is None:
+            return None
+        # NOTE: adding or removing a model directory changes the root's mtime; versions inside a
+        # model are the filesystem source's business.
+        return FilePoller(
+            str(self.repository.root), max(self.settings.file_system_poll_wait_seconds, 0.5), self.refresh_repository
+        )
+
+    def _apply_models(self, configured: Sequence[ModelConfig]) -> None:
+        """Serve ``configured`` plus the repository's models (a configured model wins a name clash)."""
+        with self._apply_lock:
+            models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
+            models.update((m.name, m) for m in configured)
+            self._configured = tuple(configured)
+            if models == self._models:
+                return
+            added, removed = sorted(models.keys() - self._models.keys()), sorted(self._models.keys() - models.keys())
+            self._models = models
+            for model in models.values():
+                self.manager.set_swap_policy(model.name, model.swap_policy)
+            self._source.update_config([_source_config(m) for m in models.values()])
+            if added or removed:
+                log.info("Serving %d models (added %s, removed %s)", len(models), added, removed)
 
     def _on_aspired_versions(self, name: str, versions: list[AspiredVersion]) -> None:
         self.manager.set_aspired_versions(name, [(v.id, self._loader_factory(v.id, v.path)) for v in versions])

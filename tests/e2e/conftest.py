@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import requests
 
-from tests.e2e.server import ServerProcess
+from tests.e2e.multi_model import write_multi_model
+from tests.e2e.server import ServerProcess, wait_for
 
 SHARED_TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tfserving"
 
@@ -76,3 +78,43 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def multi_model(tmp_path_factory) -> Path:
+    """The base path of the ``multi`` model (see ``multi_model.py``), version 1 only, built once per session."""
+    base = tmp_path_factory.mktemp("multi") / "multi"
+    write_multi_model(base / "1")
+    return base
+
+
+@pytest.fixture(scope="session")
+def multi_server(tmp_path_factory, multi_model: Path) -> Iterator[ServerProcess]:
+    """One server for the whole session serving only ``multi`` (label ``stable`` is version 1).
+
+    Shared by the golden and malformed-request tests, which only read from it.
+    """
+    root = tmp_path_factory.mktemp("multi_server")
+    config = root / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "multi" base_path: "{multi_model}" model_platform: "tensorflow" '
+        'version_labels { key: "stable" value: 1 } } }\n'
+    )
+    server = ServerProcess(["--model_config_file", str(config)], root / "server.log")
+    try:
+        wait_for(lambda: _answers(server), timeout=120, interval=0.1)
+        server.wait_available("multi", 1)
+        yield server
+    finally:
+        server.stop()
+
+
+def _answers(server: ServerProcess) -> bool:
+    """Whether ``server`` answers HTTP yet; a read timeout (the worker still booting) counts as not yet."""
+    if server.process.poll() is not None:
+        raise AssertionError(f"server exited early:\n{server.log()}")
+    try:
+        requests.get(server.url + "/v1/models/multi", timeout=5)
+    except requests.RequestException:
+        return False
+    return True

@@ -64,7 +64,7 @@ class ServerProcess:
             try:
                 requests.get(self.url + "/v1/models/__probe__", timeout=1)
                 return True
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # NOTE: a timeout: the worker is still booting
                 return False
 
         wait_for(answers, timeout, interval=0.1)

@@ -33,8 +33,15 @@ from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.servable_id import ServableId
 from tfaas.core.states import EventBus, ManagerState
 from tfaas.errors import NotFound, Unavailable
+from tfaas.logs import servable_fields
 
 log = logging.getLogger("tfaas.manager")
+
+
+def _about(id: ServableId) -> dict[str, object]:
+    """``extra=`` for a log line about one version: its model and version become fields of the line."""
+    return servable_fields(id.name, id.version)
+
 
 _HANDLE_ATTEMPTS = 8
 """Lookups a request makes when the version it found starts draining under it (a swap race)."""
@@ -242,7 +249,12 @@ class AspiredVersionsManager:
         """Make failed, still aspired versions whose back-off has passed loadable again."""
         for harness in self._managed.get(name, {}).values():
             if harness.state is HarnessState.ERROR and harness.is_aspired and harness.retry_at <= now:
-                log.info("Retrying load of servable %s (attempt %d)", harness.id, harness.failed_attempts + 1)
+                log.info(
+                    "Retrying load of servable %s (attempt %d)",
+                    harness.id,
+                    harness.failed_attempts + 1,
+                    extra=_about(harness.id),
+                )
                 harness.state = HarnessState.NEW
 
     def _execute(self, name: str, action: Action) -> None:
@@ -258,7 +270,7 @@ class AspiredVersionsManager:
 
     def _execute_load(self, harness: LoaderHarness) -> None:
         self._bus.publish(harness.id, ManagerState.LOADING)
-        log.info("Loading servable %s", harness.id)
+        log.info("Loading servable %s", harness.id, extra=_about(harness.id))
         started = time.monotonic()
         try:
             servable = harness.loader.load()
@@ -270,7 +282,7 @@ class AspiredVersionsManager:
                 harness.state = HarnessState.READY
                 harness.error = None
                 self._update_serving_map(harness.id.name)
-            log.info("Loaded servable %s in %.3f s", harness.id, time.monotonic() - started)
+            log.info("Loaded servable %s in %.3f s", harness.id, time.monotonic() - started, extra=_about(harness.id))
             self._bus.publish(harness.id, ManagerState.AVAILABLE)
         self._wake.set()
 
@@ -288,6 +300,7 @@ class AspiredVersionsManager:
             harness.failed_attempts,
             when,
             error,
+            extra=_about(harness.id),
         )
         self._bus.publish(harness.id, ManagerState.END, error)
 
@@ -302,11 +315,11 @@ class AspiredVersionsManager:
         try:
             harness.loader.unload()
         except Exception:
-            log.exception("Unloading servable %s failed", harness.id)
+            log.exception("Unloading servable %s failed", harness.id, extra=_about(harness.id))
         with self._lock:
             harness.servable = None
             harness.state = HarnessState.DISABLED
-        log.info("Unloaded servable %s", harness.id)
+        log.info("Unloaded servable %s", harness.id, extra=_about(harness.id))
         self._bus.publish(harness.id, ManagerState.END)
         self._wake.set()
 

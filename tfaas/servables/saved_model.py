@@ -25,7 +25,9 @@ import numpy as np
 
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
+from tfaas.servables.model_params import ModelParams, read_labels, read_params
 from tfaas.servables.servable import SignatureInfo, TensorInfo
+from tfaas.servables.warmup import WarmupOptions, run_warmup
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -43,18 +45,29 @@ _STACK_LINE = re.compile(
 class SavedModelLoader:
     """Loads one SavedModel version directory into a ``SavedModelServable`` (the core ``Loader``)."""
 
-    def __init__(self, servable_id: ServableId, path: str, tags: Sequence[str] = DEFAULT_TAGS) -> None:
+    def __init__(
+        self,
+        servable_id: ServableId,
+        path: str,
+        tags: Sequence[str] = DEFAULT_TAGS,
+        warmup: WarmupOptions | None = None,
+    ) -> None:
         self._id = servable_id
         self._path = path
         self._tags = tuple(tags)
+        self._warmup = warmup  # NOTE: None: the process-wide options (tfaas.servables.warmup.configure)
         self._servable: SavedModelServable | None = None
 
     def load(self) -> SavedModelServable:
         """Read the signatures, restore the model with TensorFlow and return the servable.
 
-        Raises ``NotFound`` when there is no SavedModel file or no meta graph with the tags, and
-        ``Internal`` when the file is unreadable or TensorFlow fails to restore the model.
+        Raises ``NotFound`` when there is no SavedModel file or no meta graph with the tags,
+        ``InvalidArgument`` when the directory's TFaaS ``params.json`` is malformed, and ``Internal`` when
+        the file is unreadable or TensorFlow fails to restore the model. Then replays the version's
+        warmup requests, if it has any; their failure fails the load (see ``tfaas.servables.warmup``).
         """
+        params = read_params(self._path)
+        labels = read_labels(self._path, params)
         saved_model = _read_saved_model(self._path)
         meta_graph = _find_meta_graph(saved_model, self._tags, self._path)
         signatures = _signature_infos(meta_graph)
@@ -73,7 +86,15 @@ class SavedModelLoader:
             root,
             check_shapes=_is_tf2(meta_graph),
             signature_def_map=signature_def_map,
+            params=params,
+            labels=labels,
         )
+        try:
+            # NOTE: inside the load, so the version becomes AVAILABLE only once it is warm.
+            run_warmup(self._servable, self._id.name, self._path, self._warmup)
+        except BaseException:
+            self.unload()
+            raise
         return self._servable
 
     def unload(self) -> None:
@@ -103,11 +124,15 @@ class SavedModelServable:
         *,
         check_shapes: bool,
         signature_def_map: dict[str, Any],
+        params: ModelParams | None = None,
+        labels: Sequence[str] = (),
     ) -> None:
         import tensorflow as tf
 
         self.id = servable_id
         self.path = path
+        self.params = params  # NOTE: the version directory's TFaaS params.json, if it has one
+        self.labels = list(labels)  # NOTE: the labels file params.json names, one label per line
         self._signatures = MappingProxyType(dict(signatures))
         self._signature_def_map = signature_def_map
         self._runners = {
@@ -352,16 +377,16 @@ def _signature_def_map_json(meta_graph: Any) -> dict[str, Any]:
     """
     from google.protobuf import json_format
 
-    return {
-        "signature_def": {
-            key: json_format.MessageToDict(
-                meta_graph.signature_def[key],
-                preserving_proto_field_name=True,
-                always_print_fields_with_no_presence=True,
-            )
-            for key in sorted(meta_graph.signature_def)
-        }
-    }
+    signatures = {}
+    for key in sorted(meta_graph.signature_def):
+        signature = json_format.MessageToDict(
+            meta_graph.signature_def[key], preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        # NOTE: protobuf prints map entries in a per-process hash order; sorted, the bytes are stable.
+        for field in ("inputs", "outputs"):
+            signature[field] = dict(sorted(signature[field].items()))
+        signatures[key] = signature
+    return {"signature_def": signatures}
 
 
 def _is_tf2(meta_graph: Any) -> bool:

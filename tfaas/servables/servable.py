@@ -10,6 +10,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from tfaas.servables.model_params import ModelParams
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -37,7 +39,15 @@ class SignatureInfo:
 
 
 class Servable(Protocol):
-    """A loaded model version, shared by all request threads (``run`` must be thread-safe)."""
+    """A loaded model version, shared by all request threads (``run`` must be thread-safe).
+
+    ``params`` is the version directory's TFaaS ``params.json`` (None when it has none) and ``labels`` the
+    lines of the labels file it names ([] when there is none): TFaaS's routes list the one and pair the
+    other with ``/image`` probabilities. Both are read once at load time; callers must not modify them.
+    """
+
+    params: ModelParams | None
+    labels: list[str]
 
     @property
     def signatures(self) -> Mapping[str, SignatureInfo]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tfaas.server import openapi, rest_api
+from tfaas.server import health, metrics, openapi, rest_api, tfaas_api
 from tfaas.server.errors import register_error_handlers
 from tfaas.server_core import ServerCore
 
@@ -13,7 +13,11 @@ def create_app(core: ServerCore) -> Flask:
     """Build the WSGI app serving ``core``'s models. The caller starts and stops the core."""
     app = Flask("tfaas")
     app.extensions["tfaas.core"] = core
+    app.config["MAX_CONTENT_LENGTH"] = core.settings.max_upload_bytes
     register_error_handlers(app)
+    app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(rest_api.blueprint)
+    metrics.init_app(app, core.metrics)  # NOTE: /metrics, /monitoring/prometheus/metrics, and request metrics
+    tfaas_api.register(app, core.settings.tfaas_api_prefix)
     return app

@@ -3,21 +3,42 @@
 NOTE: TensorFlow is not fork-safe, so nothing here imports it or loads a model in the master: the app
 is never preloaded, each worker builds its own core in ``load()``, and models then load on the core's
 thread pools while the worker already answers (503 for a model that is still loading).
+
+Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the master:
+
+- ``SIGTERM``: gunicorn's graceful stop. The master closes the listening sockets and passes SIGTERM
+  on; each gthread worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
+  seconds at most), then unloads its models in ``worker_exit``; the master exits 0.
+- ``SIGHUP``: a reload of the model config, *not* gunicorn's reload (which starts new workers that
+  would load every model again, answering 503 meanwhile). :class:`TfaasArbiter` forwards the signal
+  to every worker, and each worker's :class:`SighupReloader` calls ``ServerCore.reload_config()`` on
+  a thread of its own: added models load, removed ones unload, the others keep serving untouched.
+  Settings other than the model list (port, workers, ...) need a restart. A worker that gunicorn
+  starts later, in place of one that died, reads the model list as its file is then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import queue
+import signal
 import sys
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
 
-from tfaas.config import Settings
+from tfaas.config import Settings, model_list_file, reload_models
+from tfaas.errors import ConfigError
+from tfaas.logs import ACCESS_LOG_FORMAT, logging_config
+from tfaas.metrics import mark_worker_dead, multiprocess_dir
 
-LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+log = logging.getLogger("tfaas.server")
 
 
 class TfaasApplication(BaseApplication):
@@ -26,6 +47,7 @@ class TfaasApplication(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.core: Any = None  # the worker's ServerCore, built in load()
+        self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         super().__init__(prog="tfaas serve")
 
     def load_config(self) -> None:
@@ -39,7 +61,13 @@ class TfaasApplication(BaseApplication):
             "graceful_timeout": str(int(s.graceful_timeout)),
             "preload_app": False,
             "loglevel": s.log_level,
+            # NOTE: applied by gunicorn in the master before the fork, so workers inherit it.
+            "logconfig_dict": logging_config(s.log_format, s.log_level, s.access_log),
+            "logger_class": AccessGatedLogger,
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "worker_tmp_dir": s.worker_tmp_dir or None,
             "worker_exit": self._on_worker_exit,
+            "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
         }
         for key, value in options.items():
@@ -47,31 +75,128 @@ class TfaasApplication(BaseApplication):
 
     def load(self) -> Flask:
         """Build this worker's core and app (runs in the worker, after the fork)."""
+        # NOTE: first of all: gunicorn has just reset SIGHUP to its default action (terminate), and a
+        # reload asked for while the core is being built must wait for it, not kill the worker.
+        self.reloader = SighupReloader()
+        self.reloader.install()
+
         from tfaas.server.app import create_app
         from tfaas.server_core import ServerCore
 
-        configure_logging(self.settings.log_level)
         # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        self.core = ServerCore(self.settings)
+        self.core = ServerCore(with_current_models(self.settings))
         self.core.start()
+        self.reloader.start(self.core.reload_config)
         return create_app(self.core)
 
+    def run(self) -> None:
+        """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
+        try:
+            TfaasArbiter(self).run()
+        except RuntimeError as exc:  # NOTE: as BaseApplication.run: a bad bind, a bad log config
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
+
     def _on_worker_exit(self, server: Any, worker: Any) -> None:
+        """After the worker's last in-flight request: unload every model (gunicorn calls this in the
+        worker; in the master too, for a worker that vanished, where there is no core)."""
+        if self.reloader is not None:
+            self.reloader.stop()
         if self.core is not None:
+            log.info("Worker %s stopping: unloading its models", os.getpid())
             self.core.stop()
+            self.core = None
+            log.info("Worker %s stopped", os.getpid())
 
 
-def configure_logging(level: str) -> None:
-    """One log format for tfaas's loggers, on stderr beside gunicorn's."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logger = logging.getLogger("tfaas")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
-    logger.propagate = False
+def with_current_models(settings: Settings) -> Settings:
+    """``settings`` with the model list as its file says now.
+
+    NOTE: the master read the list once, at start. A worker started later (one that replaced a crashed
+    worker) must serve the list the running workers have reloaded since, not that first one.
+    """
+    if not model_list_file(settings):
+        return settings
+    try:
+        return dataclasses.replace(settings, models=reload_models(settings))
+    except ConfigError as exc:
+        log.error("Cannot read the model config, serving the one read at start: %s", exc)
+        return settings
+
+
+class TfaasArbiter(Arbiter):
+    """gunicorn's master, where SIGHUP reloads the model config in every worker instead of replacing
+    the workers."""
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: reloading the model config in every worker (workers are not restarted)")
+        self.kill_workers(signal.SIGHUP)
+
+
+class SighupReloader:
+    """In a worker: SIGHUP asks for a model-config reload, which runs on a thread of its own.
+
+    NOTE: the signal handler only puts a token on a ``SimpleQueue`` (reentrant, so safe in a signal
+    handler); the worker's main loop is never blocked, and HUPs that arrive during a reload make one
+    more reload, not one each.
+    """
+
+    _STOP = object()
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def install(self) -> None:
+        """Handle SIGHUP in this process (call from the main thread)."""
+        signal.signal(signal.SIGHUP, self._on_signal)
+        # NOTE: as gunicorn does for SIGTERM: restart interrupted system calls instead of failing them.
+        signal.siginterrupt(signal.SIGHUP, False)
+
+    def start(self, reload: Callable[[], object]) -> None:
+        """Run ``reload`` for every SIGHUP from now on (and for one that came before, if any)."""
+        self._thread = threading.Thread(target=self._run, args=(reload,), name="tfaas-sighup-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the reload thread (a reload in progress finishes first)."""
+        self._requests.put(self._STOP)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._requests.put_nowait(signum)
+
+    def _run(self, reload: Callable[[], object]) -> None:
+        while True:
+            token = self._requests.get()
+            while token is not self._STOP and not self._requests.empty():
+                token = self._requests.get_nowait()  # NOTE: HUPs queued meanwhile: one reload for all
+            if token is self._STOP:
+                return
+            log.info("SIGHUP: reloading the model config")
+            try:
+                reload()
+            except Exception:  # NOTE: a failed reload must not end the thread (the next HUP retries)
+                log.exception("Reloading the model config failed")
+
+
+class AccessGatedLogger(Logger):
+    """gunicorn's logger, writing access lines only where ``access_log`` sends them.
+
+    NOTE: gunicorn logs every request once ``logconfig_dict`` is set; with no handler on
+    ``gunicorn.access`` this skips that work (building the line's atoms) on the request path.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.access_log.handlers:
+            super().access(resp, req, environ, request_time)
 
 
 def serve(settings: Settings) -> None:
     """Run gunicorn in the foreground until it is told to stop."""
-    TfaasApplication(settings).run()
+    # NOTE: before any worker forks, so all of them write their metrics where a scrape sums them up.
+    with multiprocess_dir():
+        TfaasApplication(settings).run()

@@ -7,19 +7,24 @@ is decimal, and anything else under ``/v1`` is a 400 "Malformed request".
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any, Callable
 
+import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
+from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
 from tfaas.servables.classify_regress import classify as classify_examples
 from tfaas.servables.classify_regress import decode_examples
 from tfaas.servables.classify_regress import regress as regress_examples
 from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
+from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 
 _SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -27,6 +32,10 @@ _POST_PATH = re.compile(_SPEC + r":(?P<verb>predict|classify|regress)", re.IGNOR
 _GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+_MAX_JSON_DEPTH = 1024  # NOTE: as orjson >= 3.9.15; older orjson recurses without a limit and crashes.
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+_STRING = re.compile(rb'"[^"]*"')
 DEFAULT_SIGNATURE = "serving_default"
 
 blueprint = Blueprint("tf_serving_rest", __name__)
@@ -34,6 +43,13 @@ blueprint = Blueprint("tf_serving_rest", __name__)
 
 def _core() -> ServerCore:
     return current_app.extensions["tfaas.core"]
+
+
+def _handle(spec: ModelSpec) -> ServableHandle:
+    """A handle on the version ``spec`` resolves to; the request's metrics are labelled with that version."""
+    handle = _core().get_handle(spec)
+    metrics.note_version(handle.id.version)
+    return handle
 
 
 def json_response(payload: Any | bytes, status: int = 200) -> Response:
@@ -51,7 +67,9 @@ def dispatch(_rest: str) -> Response:
     """
     if not request.path.lower().startswith("/v1/"):
         raise NotFound()
+    labels = metrics.track()
     handler, spec = resolve(request.method, request.path)
+    labels.api, labels.model = _API_NAMES.get(handler, "other"), spec.name if spec is not None else ""
     return handler(spec) if spec is not None else handler()
 
 
@@ -107,13 +125,71 @@ def parse_json_body() -> dict[str, Any]:
     data = request.get_data(cache=False)
     if not data.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
+    if _nesting_depth(data) > _MAX_JSON_DEPTH:
+        raise InvalidArgument(f"JSON Parse error: nesting deeper than {_MAX_JSON_DEPTH} levels")
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"JSON Parse error: {exc}") from None
+        body = _loads_non_finite(data)
+        if body is None:
+            raise InvalidArgument(f"JSON Parse error: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument(f"JSON Value: {data[:200].decode('utf-8', 'replace')} Is not object")
     return body
+
+
+def _nesting_depth(data: bytes) -> int:
+    """How deep ``data``'s arrays and objects nest (0 when it has too few of them to matter).
+
+    NOTE: orjson before 3.9.15 parses nesting by recursion with no limit: 100000 levels of ``{`` crash
+    the worker with SIGSEGV (CVE-2024-27454); TF Serving's parser is iterative. Exact up to the first
+    syntax error, which is as far as orjson reads: escaped backslashes, then escaped quotes are dropped,
+    then everything but brackets and quotes, then the strings; the depth is the brackets' running sum.
+    """
+    if data.count(b"[") + data.count(b"{") <= _MAX_JSON_DEPTH:
+        return 0
+    structure = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    brackets = _STRING.sub(b"", structure)
+    depth = peak = 0
+    chunk = 1 << 20
+    for start in range(0, len(brackets), chunk):
+        part = np.frombuffer(brackets, np.uint8, count=min(chunk, len(brackets) - start), offset=start)
+        levels = np.cumsum(np.where((part == ord("[")) | (part == ord("{")), 1, -1)) + depth
+        peak, depth = max(peak, int(levels.max())), int(levels[-1])
+        if peak > _MAX_JSON_DEPTH:
+            break
+    return peak
+
+
+def _loads_non_finite(data: bytes) -> Any | None:
+    """``data`` parsed with the ``NaN``, ``Infinity`` and ``-Infinity`` tokens TF Serving accepts, else None.
+
+    NOTE: TF Serving's rapidjson parses with ``kParseNanAndInfFlag``; orjson refuses those tokens, so a
+    body that has them is parsed again by Python's json, made to read integers beyond [int64 min,
+    uint64 max] as floats and to refuse numbers beyond float64's range, as orjson does, and checked with
+    ``orjson.dumps`` for lone surrogates (which orjson refuses too). Where that fails (nesting deeper than
+    255 levels included), the caller reports orjson's parse error.
+    """
+    if b"NaN" not in data and b"Infinity" not in data:
+        return None
+    try:
+        body = json.loads(data, parse_constant=float, parse_float=_finite_float, parse_int=_json_int)
+        orjson.dumps(body)
+    except (ValueError, TypeError, RecursionError):  # NOTE: orjson.JSONEncodeError is a TypeError
+        return None
+    return body
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number is infinity when parsed as double: {text}")
+    return value
+
+
+def _json_int(text: str) -> int | float:
+    value = int(text)
+    return value if _INT64_MIN <= value <= _UINT64_MAX else _finite_float(text)
 
 
 def _signature_name(body: dict[str, Any]) -> str:
@@ -127,7 +203,7 @@ def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
     body = parse_json_body()
     signature_name = _signature_name(body)
-    with _core().get_handle(spec) as handle:
+    with _handle(spec) as handle:
         signature = handle.servable.signatures.get(signature_name)
         if signature is None:
             raise InvalidArgument(f'Serving signature name: "{signature_name}" not found in signature def')
@@ -141,7 +217,7 @@ def classify(spec: ModelSpec) -> Response:
     body = parse_json_body()
     signature_name = _signature_name(body)
     examples = decode_examples(body, "classify")
-    with _core().get_handle(spec) as handle:
+    with _handle(spec) as handle:
         return json_response(classify_examples(handle.servable, signature_name, examples))
 
 
@@ -150,7 +226,7 @@ def regress(spec: ModelSpec) -> Response:
     body = parse_json_body()
     signature_name = _signature_name(body)
     examples = decode_examples(body, "regress")
-    with _core().get_handle(spec) as handle:
+    with _handle(spec) as handle:
         return json_response(regress_examples(handle.servable, signature_name, examples))
 
 
@@ -159,7 +235,7 @@ _INFERENCE = {"predict": predict, "classify": classify, "regress": regress}
 
 def model_metadata(spec: ModelSpec) -> Response:
     """``GET …/metadata``: the version's SignatureDefs, in TF Serving's GetModelMetadataResponse JSON."""
-    with _core().get_handle(spec) as handle:
+    with _handle(spec) as handle:
         version, signature_defs = handle.id.version, handle.servable.signature_def_map_json()
     return json_response(
         {
@@ -186,3 +262,14 @@ def list_models() -> Response:
             }
         )
     return json_response({"models": models})
+
+
+_API_NAMES: dict[Callable[..., Response], str] = {
+    predict: "predict",
+    classify: "classify",
+    regress: "regress",
+    model_metadata: "metadata",
+    model_status: "status",
+    list_models: "list",
+}
+"""The ``api`` label of each handler's requests in the metrics."""

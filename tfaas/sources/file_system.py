@@ -43,6 +43,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from tfaas.core.servable_id import ServableId
 from tfaas.core.source import AspiredVersion, AspiredVersionsCallback
 from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.logs import servable_fields
 
 logger = logging.getLogger("tfaas.sources")
 
@@ -189,7 +190,7 @@ class _ServableState:
         """
         for message, level in notes.items():
             if message not in self.reported:
-                logger.log(level, "%s", message)
+                logger.log(level, "%s", message, extra=servable_fields(self.config.name))
         self.reported = notes
 
 
@@ -478,7 +479,11 @@ class FileSystemStoragePathSource:
         for state in removed:
             if self._watches is not None:
                 self._watches.release(state.config.name)
-            logger.info("Servable %s was removed from the configuration; unaspiring it", state.config.name)
+            logger.info(
+                "Servable %s was removed from the configuration; unaspiring it",
+                state.config.name,
+                extra=servable_fields(state.config.name),
+            )
             self._deliver(state.config.name, [])
 
     def _poll_servable(self, state: _ServableState, now: float) -> float | None:
@@ -567,6 +572,7 @@ class FileSystemStoragePathSource:
             name,
             [a.id.version for a in aspired],
             ", ".join(a.path for a in aspired) or "none",
+            extra=servable_fields(name),
         )
         if self._deliver(name, list(aspired)):
             state.last_emitted = aspired
@@ -578,7 +584,7 @@ class FileSystemStoragePathSource:
         try:
             self._callback(name, aspired)
         except Exception:
-            logger.exception("The aspired-versions callback failed for servable %s", name)
+            logger.exception("The aspired-versions callback failed for servable %s", name, extra=servable_fields(name))
             return False
         return True
 
