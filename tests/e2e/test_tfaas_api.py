@@ -48,7 +48,19 @@ def files(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(start_server, tmp_path_factory) -> ServerProcess:
     repo = tmp_path_factory.mktemp("repo")
-    return start_server("--model_repository", str(repo), "--max_upload_bytes", str(MAX_UPLOAD))
+    # NOTE: two workers: an upload must reach the models of every worker, each watching the repository.
+    return start_server("--model_repository", str(repo), "--max_upload_bytes", str(MAX_UPLOAD), "--workers", "2")
+
+
+def wait_served(server: ServerProcess, model: str, image: bool = False) -> None:
+    """Wait until 20 answers in a row succeed: every worker (new connections spread over them) serves it."""
+
+    def ok() -> bool:
+        if image:
+            return server.post("/image", data={"model": model}, files={"image": ("f.png", png_bytes())}).ok
+        return server.post("/json", json={"values": VALUES, "model": model}).ok
+
+    wait_for(lambda: all(ok() for _ in range(20)), timeout=60)
 
 
 def curl(command: str, server: ServerProcess, cwd: Path) -> str:
@@ -76,8 +88,8 @@ def test_documented_curl_commands(server, files):
         server,
         files,
     )
-    server.wait_available("vk", 1)
-    server.wait_available("model", 1)
+    wait_served(server, "vk")
+    wait_served(server, "model", image=True)
 
     answer = json.loads(
         curl(
@@ -105,7 +117,7 @@ def test_documented_curl_commands(server, files):
 
 
 def test_protobuf_client(server, files):
-    server.wait_available("vk", 1)
+    wait_served(server, "vk")
     row = tfaas_pb2.Row(key=["a", "b", "c", "d"], value=VALUES, model="vk")
     response = server.post("/proto", data=row.SerializeToString())
     assert response.status_code == 200, response.text
@@ -117,7 +129,7 @@ def test_protobuf_client(server, files):
 
 
 def test_upload_after_upload_under_load_fails_nothing(server, files):
-    server.wait_available("vk", 1)
+    wait_served(server, "vk")
     expected = pytest.approx(frozen_graph_expected(VALUES).tolist())
     failures: list[str] = []
     answers: list[list[float]] = []
@@ -196,7 +208,7 @@ def test_oversized_request_body_is_413(server):
 
 
 def test_bad_params_and_bad_image(server, files):
-    wait_for(lambda: server.post("/json", json={"values": VALUES, "model": "vk"}).status_code == 200, 30)
+    wait_served(server, "vk")
     before = sorted(p.name for p in (repository(server) / "vk").iterdir())
     upload = server.post(
         "/upload",
