@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tfaas.errors import InvalidArgument, NotFound
-from tfaas.model_repository import ModelRepository, PayloadTooLarge
+from tfaas.errors import InvalidArgument, NotFound, PayloadTooLarge
+from tfaas.model_repository import ModelRepository
 
 
 def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], compressed: bool = True) -> bytes:

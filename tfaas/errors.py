@@ -46,6 +46,27 @@ class MethodNotAllowed(TfaasError):
     http_status = 405
 
 
+class Unauthenticated(TfaasError):
+    """A call that needs credentials it did not bring (HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDenied(TfaasError):
+    """A call the server is configured to refuse, e.g. a write while read-only (HTTP 403)."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class PayloadTooLarge(TfaasError):
+    """An upload over the configured size limit (HTTP 413)."""
+
+    code = "RESOURCE_EXHAUSTED"
+    http_status = 413
+
+
 class Unavailable(TfaasError):
     """The model exists but cannot answer yet, e.g. it is still loading (HTTP 503)."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Mapping
 
 from tfaas.config import ModelConfig
-from tfaas.errors import InvalidArgument, NotFound, TfaasError
+from tfaas.errors import InvalidArgument, NotFound, PayloadTooLarge
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """Model names a client may create: they become directory names and URL path segments."""
@@ -36,13 +36,6 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _STAGING_PREFIX = ".upload-"
 _DEFAULT_MODEL_FILE = ".default_model"
 _COPY_CHUNK = 1 << 20
-
-
-class PayloadTooLarge(TfaasError):
-    """An upload larger than the configured limit (HTTP 413)."""
-
-    code = "RESOURCE_EXHAUSTED"
-    http_status = 413
 
 
 def check_model_name(name: str) -> str:

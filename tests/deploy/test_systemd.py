@@ -26,8 +26,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import install_version
-from tests.e2e.processes import Launcher
-from tests.e2e.server import wait_for
+from tests.e2e.server import Launcher, wait_for
 
 pytestmark = pytest.mark.e2e
 

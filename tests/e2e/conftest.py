@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests
 
 from tests.e2e.multi_model import write_multi_model
-from tests.e2e.server import ServerProcess, wait_for
+from tests.e2e.server import Launcher, ServerProcess, wait_for
 
 SHARED_TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tfserving"
 
@@ -66,18 +66,9 @@ def shared_testdata() -> Path:
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     """``start_server(*args, env=...)`` starts a server; every one started is stopped at the end."""
-    started: list[ServerProcess] = []
-
-    def start(*args: str, **kwargs: Any) -> ServerProcess:
-        log = tmp_path_factory.mktemp("server") / "server.log"
-        server = ServerProcess(args, log, **kwargs)
-        started.append(server)
-        server.wait_listening()
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    launcher = Launcher(tmp_path_factory)
+    yield launcher.start
+    launcher.close()
 
 
 @pytest.fixture(scope="session")

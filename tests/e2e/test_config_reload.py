@@ -17,8 +17,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import install_version
-from tests.e2e.processes import Launcher
-from tests.e2e.server import ServerProcess, wait_for
+from tests.e2e.server import Launcher, ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 

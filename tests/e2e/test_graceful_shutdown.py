@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.processes import Launcher
 from tests.e2e.slow_models import write_sleepy_model
 
 pytestmark = pytest.mark.e2e
 
 REQUEST_SECONDS = 1.5
 IN_FLIGHT = 3
-
-
-@pytest.fixture(scope="module")
-def start_server(tmp_path_factory):
-    launcher = Launcher(tmp_path_factory)
-    yield launcher.start
-    launcher.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import install_version
-from tests.e2e.processes import Launcher
-from tests.e2e.server import ServerProcess, wait_for
+from tests.e2e.server import Launcher, ServerProcess, wait_for
 from tests.e2e.slow_models import write_slow_loading_model
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 M = "/v1/models/multi"
 P, C, R = M + ":predict", M + ":classify", M + ":regress"
 NAN_TOKENS = "unexpected character"  # orjson's words for a token that is not JSON
-DEEP = "JSON Parse error: nesting deeper than 1024 levels"
+DEEP = "JSON Parse error: depth limit exceeded"
 
 
 def raw(text: str) -> bytes:

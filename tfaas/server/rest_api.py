@@ -1,4 +1,4 @@
-"""TF Serving's REST API under ``/v1``: model status and predict.
+"""TF Serving's REST API under ``/v1``: status, metadata, predict, classify, regress, and a model list.
 
 Paths are matched with TF Serving's own (case-insensitive) patterns rather than Flask rules, so the
 same URLs match and the same URLs are refused: a model name cannot contain ``/`` or ``:``, a version
@@ -12,7 +12,6 @@ import math
 import re
 from typing import Any, Callable
 
-import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
@@ -33,9 +32,6 @@ _GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-_MAX_JSON_DEPTH = 1024  # NOTE: as orjson >= 3.9.15; older orjson recurses without a limit and crashes.
-_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
-_STRING = re.compile(rb'"[^"]*"')
 DEFAULT_SIGNATURE = "serving_default"
 
 blueprint = Blueprint("tf_serving_rest", __name__)
@@ -125,9 +121,8 @@ def parse_json_body() -> dict[str, Any]:
     data = request.get_data(cache=False)
     if not data.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
-    if _nesting_depth(data) > _MAX_JSON_DEPTH:
-        raise InvalidArgument(f"JSON Parse error: nesting deeper than {_MAX_JSON_DEPTH} levels")
     try:
+        # NOTE: orjson >= 3.9.15 refuses nesting deeper than 1024 levels; older ones crashed (CVE-2024-27454).
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         body = _loads_non_finite(data)
@@ -138,44 +133,23 @@ def parse_json_body() -> dict[str, Any]:
     return body
 
 
-def _nesting_depth(data: bytes) -> int:
-    """How deep ``data``'s arrays and objects nest (0 when it has too few of them to matter).
-
-    NOTE: orjson before 3.9.15 parses nesting by recursion with no limit: 100000 levels of ``{`` crash
-    the worker with SIGSEGV (CVE-2024-27454); TF Serving's parser is iterative. Exact up to the first
-    syntax error, which is as far as orjson reads: escaped backslashes, then escaped quotes are dropped,
-    then everything but brackets and quotes, then the strings; the depth is the brackets' running sum.
-    """
-    if data.count(b"[") + data.count(b"{") <= _MAX_JSON_DEPTH:
-        return 0
-    structure = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    brackets = _STRING.sub(b"", structure)
-    depth = peak = 0
-    chunk = 1 << 20
-    for start in range(0, len(brackets), chunk):
-        part = np.frombuffer(brackets, np.uint8, count=min(chunk, len(brackets) - start), offset=start)
-        levels = np.cumsum(np.where((part == ord("[")) | (part == ord("{")), 1, -1)) + depth
-        peak, depth = max(peak, int(levels.max())), int(levels[-1])
-        if peak > _MAX_JSON_DEPTH:
-            break
-    return peak
-
-
 def _loads_non_finite(data: bytes) -> Any | None:
     """``data`` parsed with the ``NaN``, ``Infinity`` and ``-Infinity`` tokens TF Serving accepts, else None.
 
     NOTE: TF Serving's rapidjson parses with ``kParseNanAndInfFlag``; orjson refuses those tokens, so a
     body that has them is parsed again by Python's json, made to read integers beyond [int64 min,
     uint64 max] as floats and to refuse numbers beyond float64's range, as orjson does, and checked with
-    ``orjson.dumps`` for lone surrogates (which orjson refuses too). Where that fails (nesting deeper than
-    255 levels included), the caller reports orjson's parse error.
+    ``orjson.dumps`` for lone surrogates (which orjson refuses too). Where that fails, the caller reports
+    orjson's parse error; nesting too deep for Python's parser is a 400 of its own.
     """
     if b"NaN" not in data and b"Infinity" not in data:
         return None
     try:
         body = json.loads(data, parse_constant=float, parse_float=_finite_float, parse_int=_json_int)
         orjson.dumps(body)
-    except (ValueError, TypeError, RecursionError):  # NOTE: orjson.JSONEncodeError is a TypeError
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: depth limit exceeded") from None
+    except (ValueError, TypeError):  # NOTE: orjson.JSONEncodeError is a TypeError
         return None
     return body
 

@@ -25,7 +25,7 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from google.protobuf.message import DecodeError
 
-from tfaas.errors import InvalidArgument, NotFound, TfaasError, Unavailable
+from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from tfaas.model_repository import ModelRepository, check_model_name
 from tfaas.protos import tfaas_pb2
 from tfaas.servables.model_params import parse_params
@@ -33,20 +33,6 @@ from tfaas.servables.tfaas_inference import classify_image, predict_row, top_lab
 from tfaas.server_core import ModelSpec, ServerCore
 
 _STARTED = time.time()
-
-
-class Forbidden(TfaasError):
-    """A write call while the server is read-only (HTTP 403)."""
-
-    code = "PERMISSION_DENIED"
-    http_status = 403
-
-
-class Unauthenticated(TfaasError):
-    """A write call without the configured admin token (HTTP 401)."""
-
-    code = "UNAUTHENTICATED"
-    http_status = 401
 
 
 def register(app: Flask, prefix: str) -> None:
@@ -76,9 +62,9 @@ def _writable_repository() -> ModelRepository:
         if not hmac.compare_digest(sent.encode(), settings.admin_token.encode()):
             raise Unauthenticated("This call needs the header 'Authorization: Bearer <admin token>'")
     if settings.read_only:
-        raise Forbidden("The server is read-only: uploads, deletes and params changes are turned off")
+        raise PermissionDenied("The server is read-only: uploads, deletes and params changes are turned off")
     if core.repository is None:
-        raise Forbidden("No model repository is configured (set model_repository to accept uploads)")
+        raise PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
     return core.repository
 
 
