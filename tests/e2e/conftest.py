@@ -48,6 +48,16 @@ def half_plus(tmp_path_factory) -> Callable[[float], Path]:
     return get
 
 
+def model_config(name: str, base_path: Path, extra: str = "") -> str:
+    """One ``config { ... }`` entry of TF Serving's ``model_config_list`` text format."""
+    return f'config {{ name: "{name}" base_path: "{base_path}" model_platform: "tensorflow" {extra} }}'
+
+
+def model_config_list(configs: list[str]) -> str:
+    """A whole ``model_config_list`` file from its entries."""
+    return "model_config_list {\n  " + "\n  ".join(configs) + "\n}\n"
+
+
 def install_version(model: Path, base: Path, version: int) -> Path:
     """Copy a built model into ``base/<version>`` (a plain, non-atomic copy, as users do)."""
     target = base / str(version)

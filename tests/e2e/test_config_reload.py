@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import install_version
+from tests.e2e.conftest import install_version, model_config, model_config_list
 from tests.e2e.server import Launcher, ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -24,9 +24,8 @@ pytestmark = pytest.mark.e2e
 WORKERS = 2
 
 
-def model_config(root: Path, *names: str) -> str:
-    configs = [f'config {{ name: "{n}" base_path: "{root / n}" model_platform: "tensorflow" }}' for n in names]
-    return "model_config_list {\n  " + "\n  ".join(configs) + "\n}\n"
+def models_config(root: Path, *names: str) -> str:
+    return model_config_list([model_config(n, root / n) for n in names])
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def root(tmp_path_factory, half_plus) -> Path:
     root = tmp_path_factory.mktemp("reload")
     install_version(half_plus(2), root / "first", 1)
     install_version(half_plus(3), root / "second", 1)
-    (root / "models.config").write_text(model_config(root, "first"))
+    (root / "models.config").write_text(models_config(root, "first"))
     return root
 
 
@@ -104,7 +103,7 @@ def test_sighup_adds_a_model_while_the_first_answers_every_request(server: Serve
     booted = count(server, "Booting worker")
     with Client(server, "first") as client:
         wait_for(lambda: client.answers["ok"] >= 10, 30)
-        (root / "models.config").write_text(model_config(root, "first", "second"))
+        (root / "models.config").write_text(models_config(root, "first", "second"))
         server.process.send_signal(signal.SIGHUP)
         # NOTE: from the log: which worker answers a request is the kernel's choice.
         wait_for(lambda: count(server, "Loaded servable {name: second version: 1}") == WORKERS, 60)
@@ -131,7 +130,7 @@ def test_a_config_that_does_not_parse_is_refused_and_the_old_one_kept(server: Se
 
 
 def test_sighup_unloads_a_removed_model_and_keeps_the_other(server: ServerProcess, root: Path):
-    (root / "models.config").write_text(model_config(root, "second"))
+    (root / "models.config").write_text(models_config(root, "second"))
     server.process.send_signal(signal.SIGHUP)
     wait_for(lambda: count(server, "Unloaded servable {name: first version: 1}") == WORKERS, 30)
     assert answers(server, "first", 404)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SHARED_TESTDATA, install_version
+from tests.e2e.conftest import SHARED_TESTDATA, install_version, model_config, model_config_list
 from tests.e2e.server import ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,17 +25,13 @@ SHARED_MODELS = {
 }
 
 
-def model_config(name: str, base_path: Path, extra: str = "") -> str:
-    return f'config {{ name: "{name}" base_path: "{base_path}" model_platform: "tensorflow" {extra} }}'
-
-
 def labelled_config(root: Path, stable: int, canary: int) -> str:
     """The config text: the ``labelled`` model (all versions, two labels) and TF Serving's models."""
     labels = f'version_labels {{ key: "stable" value: {stable} }} version_labels {{ key: "canary" value: {canary} }}'
     configs = [model_config("labelled", root / "labelled", "model_version_policy { all {} } " + labels)]
     if SHARED_TESTDATA.is_dir():
         configs += [model_config(name, SHARED_TESTDATA / d, extra) for name, (d, extra) in SHARED_MODELS.items()]
-    return "model_config_list {\n  " + "\n  ".join(configs) + "\n}\n"
+    return model_config_list(configs)
 
 
 @pytest.fixture(scope="module")

@@ -188,20 +188,21 @@ def predict(spec: ModelSpec) -> Response:
 
 def classify(spec: ModelSpec) -> Response:
     """``POST …:classify``: ``examples`` (and ``context``) as tf.Examples → ``[[label, score], …]``."""
-    body = parse_json_body()
-    signature_name = _signature_name(body)
-    examples = decode_examples(body, "classify")
-    with _handle(spec) as handle:
-        return json_response(classify_examples(handle.servable, signature_name, examples))
+    return _run_examples(spec, "classify", classify_examples)
 
 
 def regress(spec: ModelSpec) -> Response:
     """``POST …:regress``: ``examples`` (and ``context``) as tf.Examples → one float per example."""
+    return _run_examples(spec, "regress", regress_examples)
+
+
+def _run_examples(spec: ModelSpec, method: str, run: Callable[[Any, str, list[bytes]], bytes]) -> Response:
+    """Classify and regress share everything but the call that runs the signature."""
     body = parse_json_body()
     signature_name = _signature_name(body)
-    examples = decode_examples(body, "regress")
+    examples = decode_examples(body, method)
     with _handle(spec) as handle:
-        return json_response(regress_examples(handle.servable, signature_name, examples))
+        return json_response(run(handle.servable, signature_name, examples))
 
 
 _INFERENCE = {"predict": predict, "classify": classify, "regress": regress}
