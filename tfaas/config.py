@@ -41,8 +41,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tfaas.batching import parameters as batching
+from tfaas.batching.parameters import BatchingParameters
 from tfaas.core.version_policy import ServableVersionPolicy
-from tfaas.errors import ConfigError
+from tfaas.errors import ConfigError, InvalidArgument
 from tfaas.logs import LOG_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ _MODEL_KEYS = (
     "swap_policy",
     "labels",
     "settle_seconds",
+    "batching",
 )
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -217,7 +220,9 @@ class ModelConfig:
     ``base_path`` is absolute and normalised when built by :func:`load_settings`. ``swap_policy`` is
     ``availability`` (load the new version before unloading the old; TF Serving's default) or
     ``resource`` (unload first, for models too big to hold twice). ``settle_seconds`` overrides
-    ``Settings.version_settle_seconds`` for this model when not ``None``.
+    ``Settings.version_settle_seconds`` for this model when not ``None``. ``batching``: ``None`` follows
+    the server's ``enable_batching``; ``False`` turns batching off for this model; ``True`` turns it on
+    with the server's parameters; ``BatchingParameters`` turns it on with these.
     """
 
     name: str
@@ -227,6 +232,7 @@ class ModelConfig:
     swap_policy: str = "availability"
     version_labels: Mapping[str, int] = field(default_factory=VersionLabels)
     settle_seconds: float | None = None
+    batching: bool | BatchingParameters | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.version_labels, VersionLabels):
@@ -242,6 +248,7 @@ class ModelConfig:
             "swap_policy": self.swap_policy,
             "version_labels": dict(self.version_labels),
             "settle_seconds": self.settle_seconds,
+            "batching": self.batching.to_dict() if isinstance(self.batching, BatchingParameters) else self.batching,
         }
 
 
@@ -338,6 +345,18 @@ def _settle_seconds(raw: Any, where: str) -> float | None:
     return _checked(_to_float(raw, where), _at_least(0), where)
 
 
+def _model_batching(raw: Any, where: str) -> bool | BatchingParameters | None:
+    """Parse a model's ``batching``: absent, a boolean, or a mapping of batching parameters."""
+    if raw is None or isinstance(raw, bool):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected true, false or a mapping of batching parameters, got {raw!r}")
+    try:
+        return batching.from_mapping(raw, where)
+    except InvalidArgument as error:
+        raise ConfigError(error.message) from None
+
+
 def _model_from_mapping(raw: Any, base_dir: str, where: str) -> ModelConfig:
     """Build one :class:`ModelConfig` from a YAML-shaped mapping, validating every field."""
     if not isinstance(raw, Mapping):
@@ -357,6 +376,7 @@ def _model_from_mapping(raw: Any, base_dir: str, where: str) -> ModelConfig:
         ),
         version_labels=_labels(raw.get("labels"), f"{where}.labels"),
         settle_seconds=_settle_seconds(raw.get("settle_seconds"), f"{where}.settle_seconds"),
+        batching=_model_batching(raw.get("batching"), f"{where}.batching"),
     )
 
 
@@ -628,6 +648,22 @@ class Settings:
         "",
         "Where to write one line per request, in log_format: '-' for stderr, a file path, or '' for none.",
     )
+    enable_batching: bool = _option(
+        False,
+        "Run concurrent requests to one signature as one batch (per model: `batching` in the model list).",
+        tf_flag="--enable_batching",
+    )
+    batching_parameters_file: str = _option(
+        "",
+        "TF Serving's BatchingParameters text file: the batching parameters of every batched model.",
+        tf_flag="--batching_parameters_file",
+        path=True,
+    )
+    enable_per_model_batching_parameters: bool = _option(
+        False,
+        "Read each version's own batching_params.pbtxt, where it has one (TF Serving's flag).",
+        tf_flag="--enable_per_model_batching_parameters",
+    )
     worker_tmp_dir: str = _option(
         "",
         "Directory for gunicorn's worker heartbeat files; a tmpfs (/dev/shm, /run/...) avoids stalls on a slow"
@@ -635,11 +671,14 @@ class Settings:
         path=True,
     )
     models: tuple[ModelConfig, ...] = ()
+    batching_parameters: BatchingParameters = field(default_factory=BatchingParameters)
+    """Parsed from ``batching_parameters_file`` (TF Serving's defaults without one)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return every option and the models as plain values, for logging and debugging."""
         values: dict[str, Any] = {option.name: getattr(self, option.name) for option in OPTIONS}
         values["models"] = [model.to_dict() for model in self.models]
+        values["batching_parameters"] = self.batching_parameters.to_dict()
         return values
 
 
@@ -812,7 +851,24 @@ def load_settings(args: argparse.Namespace | None, environ: Mapping[str, str] = 
         layers.append(file_layer)
     values = {option.name: _option_value(option, layers) for option in OPTIONS}
     _check_retry_delays(values)
-    return Settings(**values, models=_build_models(values, file_models, config_file))
+    return Settings(
+        **values,
+        models=_build_models(values, file_models, config_file),
+        batching_parameters=_batching_parameters(values),
+    )
+
+
+def _batching_parameters(values: Mapping[str, Any]) -> BatchingParameters:
+    """Parse ``batching_parameters_file``; like TF Serving, it needs ``enable_batching``."""
+    path = values["batching_parameters_file"]
+    if not path:
+        return BatchingParameters()
+    if not values["enable_batching"]:
+        raise ConfigError("batching_parameters_file: Batching options set without enabling batching (enable_batching)")
+    try:
+        return batching.read_file(path)
+    except InvalidArgument as error:
+        raise ConfigError(f"batching_parameters_file: {error.message}") from None
 
 
 def reload_models(settings: Settings) -> tuple[ModelConfig, ...]:

@@ -37,12 +37,14 @@ import re
 import shutil
 import tempfile
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping
 
 from tfaas.core.states import EventBus, ManagerState, ServableState
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from tfaas.core.servable_id import ServableId
 
 log = logging.getLogger("tfaas.metrics")
 
@@ -52,6 +54,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ENTRYPOINT = "REST"
 
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))
+"""1, 2, 4, ... 1024 rows."""
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TF_SERVING_MICROS_BUCKETS = tuple(10 * 1.8**i for i in range(33))
 """TF Serving's latency buckets: ``Exponential(10, 1.8, 33)``, in microseconds (10 µs to ~20 minutes)."""
@@ -195,6 +200,24 @@ class Metrics:
             buckets=LOAD_BUCKETS,
             registry=r,
         )
+        self.request_stage_seconds = Histogram(
+            "tfaas_request_stage_seconds",
+            "Where the time of successful /v1 requests goes: parse (JSON to arrays), queue (waiting for a batch),"
+            " run (the model) and encode (arrays to JSON), in seconds.",
+            ["model", "api", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "tfaas_batch_size",
+            "Rows in each batch the batcher ran, padding included.",
+            ["model"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_padding_rows = Counter(
+            "tfaas_batch_padding_rows", "Rows added to batches to reach an allowed batch size.", ["model"], registry=r
+        )
         # TF Serving's names (TFSERVING.md section 8), with its labels and units.
         self.tf_request_count = Counter(
             ":tensorflow:serving:request_count", "The total number of requests.", ["model_name", "status"], registry=r
@@ -233,6 +256,17 @@ class Metrics:
         if code == "OK":
             self.request_seconds.labels(model, api).observe(seconds)
             self.tf_request_latency.labels(model, api, ENTRYPOINT).observe(seconds * 1e6)
+
+    def observe_stages(self, *, model: str, api: str, stages: Mapping[str, float]) -> None:
+        """Record where one successful request's time went (see ``tfaas.request_timing``)."""
+        for stage, seconds in stages.items():
+            self.request_stage_seconds.labels(model, api, stage).observe(seconds)
+
+    def observe_batch(self, servable_id: ServableId, rows: int, padded: int) -> None:
+        """Record one batch the batcher ran: ``rows`` rows of requests, padded to ``padded``."""
+        self.batch_size.labels(servable_id.name).observe(padded)
+        if padded > rows:
+            self.batch_padding_rows.labels(servable_id.name).inc(padded - rows)
 
     def observe_warmup(self, *, model: str, model_path: str, status: str, records: int, seconds: float) -> None:
         """Record one version's warmup: its outcome, the records it replayed and how long it took."""

@@ -8,10 +8,13 @@ request's model spec (latest, a version, or a label) to a handle. It knows nothi
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from tfaas.batching.loader import BatchingLoader
+from tfaas.batching.parameters import BatchingParameters
 from tfaas.config import ModelConfig, Settings, model_list_file, reload_models
 from tfaas.core.loader import Loader, LoaderFactory
 from tfaas.core.manager import AspiredVersionsManager, RetryPolicy
@@ -28,6 +31,9 @@ from tfaas.servables import warmup
 from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
 
 log = logging.getLogger("tfaas.server_core")
+
+PER_VERSION_BATCHING_FILE = "batching_params.pbtxt"
+"""A version's own batching parameters, read with ``enable_per_model_batching_parameters`` (TF Serving's name)."""
 
 
 def version_loader(id: ServableId, path: str) -> Loader:
@@ -151,7 +157,22 @@ class ServerCore:
                 log.info("Serving %d models (added %s, removed %s)", len(models), added, removed)
 
     def _on_aspired_versions(self, name: str, versions: list[AspiredVersion]) -> None:
-        self.manager.set_aspired_versions(name, [(v.id, self._loader_factory(v.id, v.path)) for v in versions])
+        self.manager.set_aspired_versions(name, [(v.id, self._loader(v)) for v in versions])
+
+    def _loader(self, version: AspiredVersion) -> Loader:
+        """The version's loader, behind a batching one when its model is batched."""
+        loader = self._loader_factory(version.id, version.path)
+        model = self._models.get(version.id.name)
+        if model is None or not batching_enabled(self.settings, model):
+            return loader
+        per_version = os.path.join(version.path, PER_VERSION_BATCHING_FILE)
+        return BatchingLoader(
+            loader,
+            version.id,
+            model.batching if isinstance(model.batching, BatchingParameters) else self.settings.batching_parameters,
+            self.metrics.observe_batch,
+            per_version if self.settings.enable_per_model_batching_parameters and os.path.isfile(per_version) else None,
+        )
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -206,6 +227,11 @@ class ServerCore:
     def wait_until_ready(self, timeout: float) -> bool:
         """Block until ``is_ready()`` or ``timeout`` seconds; for tests and start-up scripts."""
         return self.monitor.wait_until(self.is_ready, timeout)
+
+
+def batching_enabled(settings: Settings, model: ModelConfig) -> bool:
+    """Whether ``model`` is batched: its own ``batching`` wins over the server's ``enable_batching``."""
+    return settings.enable_batching if model.batching is None else model.batching is not False
 
 
 def _source_config(model: ModelConfig) -> ServableSourceConfig:

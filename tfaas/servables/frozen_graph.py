@@ -138,15 +138,23 @@ class FrozenGraphServable:
         Raises ``InvalidArgument`` for another signature, missing or extra inputs, an input of another
         dtype kind or shape, and TensorFlow errors the input caused; ``Unavailable`` after ``close``.
         """
+        runner = self._runner(signature_name)
+        try:
+            return runner.function(**runner.feeds(inputs))
+        except self._client_errors as error:
+            raise InvalidArgument(_client_message(error)) from error
+
+    def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as ``run`` would feed them, or ``run``'s client errors."""
+        return self._runner(signature_name).checked(inputs)
+
+    def _runner(self, signature_name: str) -> _SignatureRunner:
         runner = self._runners.get(signature_name)
         if runner is None:
             if self._session is None:
                 raise Unavailable(f"Servable {self.id} has been unloaded")
             raise InvalidArgument(f'Serving signature name: "{signature_name}" not found in signature def')
-        try:
-            return runner.function(**runner.feeds(inputs))
-        except self._client_errors as error:
-            raise InvalidArgument(_client_message(error)) from error
+        return runner
 
     def close(self) -> None:
         """Close the session; ``run`` raises ``Unavailable`` afterwards."""

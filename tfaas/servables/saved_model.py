@@ -165,15 +165,23 @@ class SavedModelServable:
         Raises ``InvalidArgument`` for an unknown signature, missing or extra inputs, inputs that cannot
         be converted to the signature's dtypes, and TensorFlow errors the inputs caused.
         """
-        runner = self._runners.get(signature_name)
-        if runner is None:
-            raise self._missing_signature(signature_name)
+        runner = self._runner(signature_name)
         try:
             outputs = runner.function(**runner.feeds(inputs))
         except self._client_errors as error:
             raise InvalidArgument(_client_message(error)) from error
         # NOTE: np.asarray, not .numpy(): that gives numpy scalars (or bytes) for rank-0 outputs.
         return {alias: np.asarray(tensor) for alias, tensor in outputs.items()}
+
+    def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as ``run`` would feed them (cast to the signature's dtypes), or ``run``'s client errors."""
+        return self._runner(signature_name).checked(inputs)
+
+    def _runner(self, signature_name: str) -> _SignatureRunner:
+        runner = self._runners.get(signature_name)
+        if runner is None:
+            raise self._missing_signature(signature_name)
+        return runner
 
     def close(self) -> None:
         """Release the TensorFlow objects; ``run`` raises ``Unavailable`` afterwards."""
@@ -224,9 +232,13 @@ class _SignatureRunner:
         Serving's session does), but refuse an array whose shape differs from the declared one. The
         shape check, where there is one, is ours.
         """
+        return {alias: self.to_tensor(value) for alias, value in self.checked(inputs).items()}
+
+    def checked(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check the aliases, then every input's dtype (cast where TF would) and, where checked, shape."""
         if inputs.keys() != self.aliases:
             raise InvalidArgument(_alias_mismatch(inputs.keys(), self.aliases))
-        return {alias: self.to_tensor(self._convert(alias, value)) for alias, value in inputs.items()}
+        return {alias: self._convert(alias, value) for alias, value in inputs.items()}
 
     def _convert(self, alias: str, value: np.ndarray) -> np.ndarray:
         array = np.asarray(value)

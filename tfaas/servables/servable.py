@@ -70,3 +70,9 @@ class Servable(Protocol):
         (both are the client's mistake); any other exception is a server fault.
         """
         ...
+
+    def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as ``run`` would feed them (cast to the signature's dtypes, shapes checked where ``run``
+        checks them), raising the ``InvalidArgument`` that ``run`` would. The batcher checks each request
+        this way before it joins a batch, so one bad request never fails the others of its batch."""
+        ...

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Response, current_app, g
 
+from tfaas import request_timing
 from tfaas.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("tfaas.server")
@@ -50,6 +51,7 @@ def track() -> RequestLabels:
     """Count the current request once it ends; fill in the returned labels as they become known."""
     labels = RequestLabels()
     setattr(g, _G_KEY, labels)
+    request_timing.begin()
     return labels
 
 
@@ -78,16 +80,21 @@ def _record_request(response: Response) -> Response:
     labels: RequestLabels | None = g.pop(_G_KEY, None)
     if labels is None:
         return response
+    stages = request_timing.take()
     try:
         core = current_app.extensions.get("tfaas.core")
         served = core is not None and labels.model in core.model_names
-        current_app.extensions[_EXTENSION].observe_request(
-            model=labels.model if served else "",
+        model = labels.model if served else ""
+        metrics: Metrics = current_app.extensions[_EXTENSION]
+        metrics.observe_request(
+            model=model,
             version=labels.version if served else "",
             api=labels.api,
             http_status=response.status_code,
             seconds=time.perf_counter() - labels.started,
         )
+        if response.status_code == 200:
+            metrics.observe_stages(model=model, api=labels.api, stages=stages)
     except Exception:  # NOTE: metrics must never fail a request that has been answered
         log.exception("Recording request metrics failed")
     return response

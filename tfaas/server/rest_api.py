@@ -16,6 +16,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
+from tfaas import request_timing
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
@@ -175,15 +176,20 @@ def _signature_name(body: dict[str, Any]) -> str:
 
 def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
-    body = parse_json_body()
-    signature_name = _signature_name(body)
+    with request_timing.timed("parse"):
+        body = parse_json_body()
+        signature_name = _signature_name(body)
     with _handle(spec) as handle:
         signature = handle.servable.signatures.get(signature_name)
         if signature is None:
             raise InvalidArgument(f'Serving signature name: "{signature_name}" not found in signature def')
-        decoded = decode_predict_request(body, signature)
-        outputs = handle.servable.run(signature_name, decoded.inputs)
-    return json_response(encode_predict_response(outputs, decoded.columnar))
+        with request_timing.timed("parse"):
+            decoded = decode_predict_request(body, signature)
+        with request_timing.timed("run"):
+            outputs = handle.servable.run(signature_name, decoded.inputs)
+    with request_timing.timed("encode"):
+        encoded = encode_predict_response(outputs, decoded.columnar)
+    return json_response(encoded)
 
 
 def classify(spec: ModelSpec) -> Response:

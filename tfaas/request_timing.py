@@ -1,0 +1,53 @@
+"""Where a request's time goes: parse, queue, run, encode — collected per request thread.
+
+The transport times the stages it runs (parse, run, encode); the batcher, which runs on the request
+thread until it hands the request to a batch, adds the time the request waited for its batch
+(``queue``). :func:`take` returns what one request collected, for the metrics. Thread-local, because
+each request is served by one thread from start to end (gunicorn's gthread workers).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+STAGES = ("parse", "queue", "run", "encode")
+
+_local = threading.local()
+
+
+def begin() -> None:
+    """Start collecting for the request the calling thread serves."""
+    _local.seconds = {}
+
+
+def add(stage: str, seconds: float) -> None:
+    """Add ``seconds`` to ``stage`` of the current request (ignored outside a request)."""
+    collected: dict[str, float] | None = getattr(_local, "seconds", None)
+    if collected is not None:
+        collected[stage] = collected.get(stage, 0.0) + seconds
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    """Time the ``with`` body as ``stage``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        add(stage, time.perf_counter() - started)
+
+
+def take() -> dict[str, float]:
+    """The stages the current request collected, and stop collecting.
+
+    ``run`` is timed around the whole model call, which includes the wait for a batch; the wait is
+    reported as ``queue`` and taken out of ``run``, so the stages add up to the request's work.
+    """
+    collected: dict[str, float] = getattr(_local, "seconds", None) or {}
+    _local.seconds = None
+    if "queue" in collected and "run" in collected:
+        collected["run"] = max(collected["run"] - collected["queue"], 0.0)
+    return collected
