@@ -648,6 +648,18 @@ class Settings:
         "",
         "Where to write one line per request, in log_format: '-' for stderr, a file path, or '' for none.",
     )
+    tensorflow_intra_op_parallelism: int = _option(
+        0,
+        "Threads TensorFlow may use inside one op (a matmul) per worker; 0: TensorFlow's choice (one per core).",
+        tf_flag="--tensorflow_intra_op_parallelism",
+        check=_at_least(0),
+    )
+    tensorflow_inter_op_parallelism: int = _option(
+        0,
+        "Threads TensorFlow may use to run independent ops at once per worker; 0: TensorFlow's choice.",
+        tf_flag="--tensorflow_inter_op_parallelism",
+        check=_at_least(0),
+    )
     enable_batching: bool = _option(
         False,
         "Run concurrent requests to one signature as one batch (per model: `batching` in the model list).",

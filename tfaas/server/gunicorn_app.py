@@ -80,11 +80,13 @@ class TfaasApplication(BaseApplication):
         self.reloader = SighupReloader()
         self.reloader.install()
 
+        from tfaas.servables import tf_runtime
         from tfaas.server.app import create_app
         from tfaas.server_core import ServerCore
 
         # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        tf_runtime.start(self.settings.tensorflow_intra_op_parallelism, self.settings.tensorflow_inter_op_parallelism)
         self.core = ServerCore(with_current_models(self.settings))
         self.core.start()
         self.reloader.start(self.core.reload_config)
