@@ -13,7 +13,7 @@ import pytest
 from tfaas.batching.batching_servable import BatchingServable
 from tfaas.batching.parameters import BatchingParameters
 from tfaas.core.servable_id import ServableId
-from tfaas.errors import Internal, InvalidArgument, Unavailable
+from tfaas.errors import InvalidArgument, Unavailable
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 SIGNATURE = "serving_default"
@@ -188,15 +188,17 @@ def test_a_bad_value_fails_only_its_own_request(pool) -> None:
     servable.close()
 
 
-def test_an_output_without_a_batch_dimension_fails_the_batch_as_a_server_fault(pool) -> None:
+def test_a_signature_whose_outputs_cannot_be_split_is_answered_request_by_request(pool) -> None:
     fake = FakeServable(scalar_output=True)
     servable = batching(fake, max_batch_size=16)
     first, *queued = submit_behind_a_held_run(servable, fake, pool, [rows(1), rows(2)])
     fake.release()
-    first.result(5)  # NOTE: a batch of one request needs no split
-    for future in queued:
-        with pytest.raises(Internal, match="cannot be batched: output 'total'"):
-            future.result(5)
+    assert first.result(5)["total"] == 200  # NOTE: a batch of one request needs no split
+    assert [(f.result(5)["y"][0][0], f.result(5)["total"]) for f in queued] == [(2, 2), (3, 4)]
+    later = servable.run(SIGNATURE, {"x": rows(5)})
+    assert later["total"] == 10
+    assert [size for size, _ in fake.runs] == [1, 2, 1, 1, 1], "the batch of two, then each alone, then direct"
+    assert fake.runs[-1][1] == threading.current_thread().name, "no longer batched"
     servable.close()
 
 

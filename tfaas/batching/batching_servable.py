@@ -8,12 +8,16 @@ copied from the first row), runs the model once, and hands every task its rows o
 
 Requests that cannot share a batch run as they are, on their own thread, exactly as without
 batching: inputs of rank 0 or of different dim 0, and requests of more than ``max_batch_size`` rows
-(more than a full batch already; TF Serving refuses them without ``enable_large_batch_splitting``). A batch of
+(more than a full batch already; TF Serving refuses them without ``enable_large_batch_splitting``),
+and every request of a signature found to have an output without one row per input row (TF Serving
+fails such batches; here the batch is rerun one request at a time, and the signature is not batched
+again, so batching can be on by default without breaking such models). A batch of
 one task that needs no padding is also run as it is, so a lone request's answer is the unbatched one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
@@ -22,9 +26,11 @@ from tfaas import request_timing
 from tfaas.batching.parameters import BatchingParameters
 from tfaas.batching.scheduler import BatchScheduler, Task
 from tfaas.core.servable_id import ServableId
-from tfaas.errors import Internal, InvalidArgument
+from tfaas.errors import InvalidArgument
 from tfaas.servables.model_params import ModelParams
 from tfaas.servables.servable import Servable, SignatureInfo
+
+log = logging.getLogger("tfaas.batching")
 
 BatchObserver = Callable[[ServableId, int, int], None]
 """Told of every batch run: the servable, its rows, and its size after padding."""
@@ -47,6 +53,7 @@ class BatchingServable:
         self.labels: list[str] = inner.labels
         self.parameters = parameters
         self._on_batch = on_batch
+        self._unbatchable: set[str] = set()  # NOTE: signatures found to have an output without a batch dim
         self._scheduler = BatchScheduler(parameters, self._process, name=f"{servable_id.name}-{servable_id.version}")
 
     @property
@@ -66,7 +73,7 @@ class BatchingServable:
         """
         checked = self.inner.check_inputs(signature_name, inputs)
         rows = _rows(checked)
-        if rows is None or rows > self.parameters.max_batch_size:
+        if rows is None or rows > self.parameters.max_batch_size or signature_name in self._unbatchable:
             return self.inner.run(signature_name, checked)
         task = Task(rows, (signature_name, checked))
         self._scheduler.schedule(_queue_key(signature_name, checked), task)
@@ -96,6 +103,11 @@ class BatchingServable:
                 # TF Serving; rerun each one alone so only that request gets the error.
                 for task in tasks:
                     self._run_alone(task)
+            except NotBatchable as error:
+                log.warning("%s; its requests now run one by one", error)
+                self._unbatchable.add(signature_name)
+                for task in tasks:
+                    self._run_alone(task)
             except Exception as error:
                 for task in tasks:
                     task.fail(error)
@@ -108,6 +120,10 @@ class BatchingServable:
             task.finish(self.inner.run(signature_name, inputs))
         except Exception as error:
             task.fail(error)
+
+
+class NotBatchable(Exception):
+    """A signature's outputs do not have one row per input row, so a batch cannot be split back."""
 
 
 def _rows(inputs: Mapping[str, np.ndarray]) -> int | None:
@@ -139,12 +155,12 @@ def _joined(tasks: list[Task], padding: int) -> dict[str, np.ndarray]:
 def _split(
     outputs: Mapping[str, np.ndarray], tasks: list[Task], padded: int, signature_name: str
 ) -> list[dict[str, np.ndarray]]:
-    """Each task's rows of every output; ``Internal`` when an output is not one row per input row."""
+    """Each task's rows of every output; ``NotBatchable`` when an output is not one row per input row."""
     for alias, array in outputs.items():
         if array.ndim == 0 or array.shape[0] != padded:
-            raise Internal(
+            raise NotBatchable(
                 f"Signature {signature_name!r} cannot be batched: output {alias!r} has shape {list(array.shape)}, "
-                f"not one row per input row ({padded}); turn batching off for this model"
+                f"not one row per input row ({padded})"
             )
     parts, start = [], 0
     for task in tasks:
