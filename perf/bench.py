@@ -1,0 +1,1089 @@
+"""Side-by-side throughput: tfaas against a naive Flask app and Simple TensorFlow Serving (issue 6).
+
+Run (once ``bash perf/peers/setup_sts.sh`` has made STS's virtual environment)::
+
+    python perf/bench.py                                  # 3 rounds of 8 s windows, about 12 minutes
+    python perf/bench.py --quick                          # a smoke run of about 2 minutes
+    python perf/bench.py --variant "tfaas-2w=--workers 2 --threads 4" --variant "tfaas-b=--enable_batching"
+
+It builds the example models (``python -m tfaas.examples``) and a TF1 export of the same weights for STS
+(``perf/peers/export_tf1.py``), starts every server on its own 127.0.0.1 port in 8700-8799 and keeps
+them up for the whole run:
+
+- ``tfaas``: ``tfaas serve`` with its default settings (and each ``--variant NAME=FLAGS``: more flags);
+- ``naive``: ``perf/peers/naive_app.py`` (Flask + ``tf.saved_model.load``) under gunicorn, 2 sync workers;
+- ``sts``: Simple TensorFlow Serving 0.8.2 as shipped (Flask's single-threaded server);
+
+checks that they all give the same answers, measures the in-process limit (``perf/peers/inprocess.py``),
+then loads them with ``wrk`` (``perf/lua/post.lua``), interleaved as ``/work/shared/docs/MEASURING.md``
+asks: for each round, each scenario, each server in turn (the order rotates every round), a warm-up and
+a measured window. Per window: good responses per second, p50/p99 latency, errors, the server's CPU time
+per request (every process of the server, from ``/proc``), the steal share of the machine and the
+server's RSS. Writes ``perf/results/bench-latest.json`` (every window) and the section between
+``<!-- bench:begin -->`` and ``<!-- bench:end -->`` of ``perf/RESULTS.md`` (medians, ratios, targets).
+
+Every process it starts is stopped by its own PID (SIGTERM, then SIGKILL), also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from subprocess import Popen
+from typing import IO, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PERF = REPO / "perf"
+LUA = PERF / "lua" / "post.lua"
+STS_VENV = PERF / ".venv-sts"
+RESULTS_MD = PERF / "RESULTS.md"
+RESULTS_JSON = PERF / "results" / "bench-latest.json"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+HOST = "127.0.0.1"
+PORTS = range(8700, 8800)
+MODELS = ("dense42", "half_plus_two")
+INPUT_WIDTH = {"dense42": 42, "half_plus_two": 1}
+INPUT_ALIAS = {"dense42": "inputs", "half_plus_two": "x"}
+TOLERANCE = 1e-5
+STEAL_MARK = 0.10
+READY_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # NOTE: 127.0.0.1 only, never a proxy
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: ``batch`` rows per request to ``model`` from ``concurrency`` connections."""
+
+    model: str
+    batch: int
+    concurrency: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}-b{self.batch}-c{self.concurrency}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.model}, batch {self.batch}, {plural(self.concurrency, 'connection')}"
+
+
+FULL_SCENARIOS = (
+    Scenario("dense42", 1, 1),
+    Scenario("dense42", 1, 8),
+    Scenario("dense42", 1, 32),
+    Scenario("dense42", 1, 100),
+    Scenario("dense42", 32, 8),
+    Scenario("dense42", 1024, 2),
+    Scenario("half_plus_two", 1, 32),
+)
+QUICK_SCENARIOS = (Scenario("dense42", 1, 32), Scenario("dense42", 1024, 2), Scenario("half_plus_two", 1, 32))
+TARGET_SCENARIO = Scenario("dense42", 1, 32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# /proc readings
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (every thread's), or none if it is gone."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants that are alive now."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        if Path(f"/proc/{current}").exists():
+            tree.append(current)
+            pending.extend(children(current))
+    return tree
+
+
+def proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, or None if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a process from a later one with its PID)."""
+    fields = proc_stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """utime + stime of each live process in ``pids``, in seconds."""
+    times = {}
+    for pid in pids:
+        fields = proc_stat_fields(pid)
+        if fields:
+            times[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return times
+
+
+def rss_mib(pids: Iterable[int]) -> float:
+    """The summed resident set size of ``pids``, in MiB."""
+    total_kib = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+)", status, re.MULTILINE)
+        total_kib += int(match.group(1)) if match else 0
+    return total_kib / 1024
+
+
+@dataclass(frozen=True)
+class MachineCpu:
+    """The whole machine's CPU time so far (all CPUs), in clock ticks, from the first line of ``/proc/stat``."""
+
+    steal: int
+    idle: int  # NOTE: idle + iowait
+    total: int
+
+    @staticmethod
+    def read() -> MachineCpu:
+        with open("/proc/stat") as stat:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in stat.readline().split()[1:9])
+        return MachineCpu(steal, idle + iowait, user + nice + system + idle + iowait + irq + softirq + steal)
+
+    def busy_seconds_since(self, before: MachineCpu) -> float:
+        """CPU seconds spent running anything (not idle, not stolen) since ``before``."""
+        busy = (self.total - before.total) - (self.idle - before.idle) - (self.steal - before.steal)
+        return busy / CLOCK_TICKS
+
+    def share_since(self, before: MachineCpu, seconds: float) -> float:
+        """``seconds`` of CPU time as a share of the machine's capacity since ``before``."""
+        return seconds * CLOCK_TICKS / max(1, self.total - before.total)
+
+    def steal_since(self, before: MachineCpu) -> float:
+        """The share of the machine's CPU time stolen since ``before``."""
+        return (self.steal - before.steal) / max(1, self.total - before.total)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Processes: started, tracked and stopped by PID
+
+
+class Processes:
+    """Every process this script starts, so that each can be stopped by its own PID (and no other)."""
+
+    def __init__(self) -> None:
+        self._running: list[subprocess.Popen] = []
+        self._trees: dict[int, dict[int, int | None]] = {}  # NOTE: pid -> start time, never to signal a reused PID
+
+    def start(self, command: Sequence[str], stdout: IO[bytes], stderr: Any = subprocess.STDOUT, **kwargs: Any) -> Popen:
+        """Start ``command`` in a session of its own, so that Ctrl-C reaches this script, which stops it."""
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, start_new_session=True, **kwargs)
+        self._running.append(process)
+        return process
+
+    def remember_tree(self, process: Popen) -> list[int]:
+        """Record (and return) ``process``'s descendants now, for the SIGKILL fallback of ``stop``."""
+        tree = process_tree(process.pid)
+        known = self._trees.setdefault(process.pid, {})
+        for pid in tree:
+            known.setdefault(pid, start_time(pid))
+        return tree
+
+    def stop(self, *processes: Popen) -> None:
+        """SIGTERM each process; after ``STOP_TIMEOUT_S``, SIGKILL it and the descendants it was seen with."""
+        for process in processes:
+            if process.poll() is None:
+                self.remember_tree(process)
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()  # NOTE: STS, for one, catches SIGTERM and carries on serving
+                process.wait()
+            for pid, started in self._trees.pop(process.pid, {}).items():
+                if pid != process.pid and started is not None and start_time(pid) == started:
+                    os.kill(pid, signal.SIGKILL)  # NOTE: a worker its master left behind (same PID, same start)
+            if process in self._running:
+                self._running.remove(process)
+
+    def stop_all(self) -> None:
+        """Stop every process still running, all at once."""
+        self.stop(*self._running)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP (127.0.0.1 only)
+
+
+def http(url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """GET (or POST ``body`` as JSON) ``url``; return the status and the decoded JSON answer (or None)."""
+    assert url.startswith(f"http://{HOST}:"), url
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with NO_PROXY.open(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    except (OSError, urllib.error.URLError):
+        return 0, None
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` ports of 8700-8799 that nothing listens on now."""
+    ports = []
+    for port in PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise SystemExit(f"bench: fewer than {count} free ports in 8700-8799")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Servers
+
+
+@dataclass
+class Server:
+    """One server under test: how to start it, talk to it, and the process once started."""
+
+    name: str
+    kind: str  # "tfaas", "naive" or "sts"
+    command: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO
+    process: Popen | None = None
+    log: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def url(self, model: str) -> str:
+        """The predict URL for ``model``."""
+        return f"{self.base}/" if self.kind == "sts" else f"{self.base}/v1/models/{model}:predict"
+
+    def body(self, model: str, rows: list[list[float]]) -> dict[str, Any]:
+        """A predict request for ``rows`` in this server's format."""
+        if self.kind == "sts":
+            return {"model_name": model, "data": {INPUT_ALIAS[model]: rows}}
+        return {"instances": rows}
+
+    def outputs(self, answer: Any) -> np.ndarray:
+        """The output rows of a predict answer in this server's format."""
+        if self.kind == "sts":
+            return np.asarray(next(iter(answer.values())), dtype=np.float64)
+        return np.asarray(answer["predictions"], dtype=np.float64)
+
+    def pids(self) -> list[int]:
+        """The server's processes now (the master and all its descendants)."""
+        assert self.process is not None
+        return process_tree(self.process.pid)
+
+
+def server_env() -> dict[str, str]:
+    """The environment every server runs with: ours, with TensorFlow's C++ info lines off."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def tfaas_server(name: str, extra_flags: list[str], port: int, models: Path) -> Server:
+    """``tfaas serve`` on ``models`` (its defaults plus ``extra_flags``), bound to 127.0.0.1."""
+    script = Path(sys.executable).with_name("tfaas")
+    command = [str(script) if script.exists() else "tfaas", "serve", "--host", HOST, "--rest_api_port", str(port)]
+    return Server(name, "tfaas", [*command, "--model_repository", str(models), *extra_flags], port)
+
+
+def naive_server(port: int, models: Path) -> Server:
+    """``perf/peers/naive_app.py`` under gunicorn with 2 sync workers."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn) if gunicorn.exists() else "gunicorn", "-w", "2", "-b", f"{HOST}:{port}"]
+    command += ["--no-control-socket", "perf.peers.naive_app:app"]  # NOTE: gunicorn 23+'s socket path is shared
+    return Server("naive", "naive", command, port, env={"NAIVE_MODELS": str(models)})
+
+
+def sts_server(port: int, tf1_models: Path, work: Path) -> Server:
+    """Simple TensorFlow Serving's own command, serving both TF1 exports from a model config file."""
+    config = work / "sts-models.json"
+    models = [{"name": m, "base_path": str(tf1_models / m), "platform": "tensorflow"} for m in MODELS]
+    config.write_text(json.dumps({"model_config_list": models}))
+    command = [str(STS_VENV / "bin" / "simple_tensorflow_serving"), "--host", HOST, "--port", str(port)]
+    # NOTE: cwd: STS creates a "static" folder in its working directory.
+    return Server("sts", "sts", [*command, f"--model_config_file={config}"], port, cwd=work)
+
+
+def start_server(server: Server, processes: Processes, logs: Path) -> None:
+    """Start ``server``'s command, its output going to ``logs/<name>.log``."""
+    server.log = logs / f"{server.name}.log"
+    with open(server.log, "ab") as log:
+        server.process = processes.start(server.command, log, env={**server_env(), **server.env}, cwd=server.cwd)
+
+
+def tfaas_ready(server: Server) -> bool:
+    """Every model AVAILABLE, in every worker (tfaas's ``tfaas_model_version_state`` metric sums them)."""
+    for model in MODELS:
+        status, answer = http(f"{server.base}/v1/models/{model}")
+        if status != 200 or "AVAILABLE" not in [v["state"] for v in answer["model_version_status"]]:
+            return False
+    # NOTE: one worker's answer says nothing of the others'; the metric sums the workers' states.
+    workers = len(children(server.process.pid))
+    metrics = _get_text(f"{server.base}/metrics")
+    for model in MODELS:
+        pattern = rf'tfaas_model_version_state\{{model="{model}",state="AVAILABLE",version="\d+"\}} (\S+)'
+        counts = [float(count) for count in re.findall(pattern, metrics)]
+        if counts and max(counts) < workers:  # NOTE: no such metric: the answer above must do
+            return False
+    return True
+
+
+def _get_text(url: str) -> str:
+    """The body of a GET as text ('' on any error)."""
+    try:
+        with NO_PROXY.open(url, timeout=10) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def predicts_ok(server: Server) -> bool:
+    """Whether a one-row predict of every model answers 200 (for peers, whose models load at start)."""
+    return all(
+        http(server.url(model), server.body(model, [[0.0] * INPUT_WIDTH[model]]), timeout=60)[0] == 200
+        for model in MODELS
+    )
+
+
+def wait_ready(server: Server, processes: Processes) -> None:
+    """Wait (``READY_TIMEOUT_S`` at most) until ``server`` serves every model; abort if it dies."""
+    ready: Callable[[Server], bool] = tfaas_ready if server.kind == "tfaas" else predicts_ok
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise SystemExit(f"bench: {server.name} exited ({server.process.returncode}):\n{log_tail(server)}")
+        if ready(server):
+            processes.remember_tree(server.process)
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"bench: {server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(server)}")
+
+
+def log_tail(server: Server, lines: int = 30) -> str:
+    """The last lines of a server's log."""
+    return "\n".join(server.log.read_text(errors="replace").splitlines()[-lines:]) if server.log else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models, bodies and the sanity check
+
+
+def build_models(work: Path, processes: Processes) -> tuple[Path, Path]:
+    """Write the example models (TF2) and their TF1 export for STS under ``work``; return both roots."""
+    models, tf1 = work / "models", work / "models-tf1"
+    for command in (
+        [sys.executable, "-m", "tfaas.examples", str(models)],
+        [sys.executable, str(PERF / "peers" / "export_tf1.py"), str(tf1)],
+    ):
+        run_to_end(command, work / "build-models.log", processes)
+    return models, tf1
+
+
+def run_to_end(command: list[str], log: Path, processes: Processes, stdout: Path | None = None) -> None:
+    """Run ``command`` to its end, output to ``log`` (or stdout to ``stdout``); abort if it fails.
+
+    Stopped by its PID on the 10-minute timeout, on Ctrl-C and on any error.
+    """
+    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
+        process = processes.start(command, out if stdout else err, err, env=server_env(), cwd=REPO)
+        try:
+            code = process.wait(600)
+        finally:
+            processes.stop(process)
+    if code != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed ({code}); see {log}")
+
+
+def input_rows(model: str, batch: int, seed: int = 6) -> list[list[float]]:
+    """``batch`` rows of inputs for ``model``: uniform in [0, 1), written with 4 decimals."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.random((batch, INPUT_WIDTH[model])), 4).tolist()
+
+
+def reference_outputs(model: str, rows: list[list[float]]) -> np.ndarray:
+    """What ``model`` answers for ``rows``, computed with numpy from the weights in ``tfaas.examples``."""
+    x = np.asarray(rows, dtype=np.float64)
+    if model == "half_plus_two":
+        return 0.5 * x + 2.0
+    from tfaas.examples import dense42_weights  # NOTE: numpy only; tfaas.examples imports TF lazily
+
+    layers = dense42_weights()
+    for index, (weights, biases) in enumerate(layers):
+        x = x @ weights.astype(np.float64) + biases
+        x = np.maximum(x, 0.0) if index < len(layers) - 1 else 1.0 / (1.0 + np.exp(-x))
+    return x
+
+
+def sanity_check(servers: Sequence[Server]) -> dict[str, float]:
+    """Abort unless the servers' answers agree with each other and with numpy within ``TOLERANCE``.
+
+    Returns the largest difference found for each model (between any two servers, or a server and numpy).
+    """
+    worst = {}
+    for model in MODELS:
+        rows = input_rows(model, 8, seed=1)
+        answers = {"numpy": reference_outputs(model, rows)}
+        for server in servers:
+            status, answer = http(server.url(model), server.body(model, rows), timeout=60)
+            if status != 200:
+                raise SystemExit(f"bench: {server.name} answered {status} for {model}: {answer}")
+            answers[server.name] = server.outputs(answer)
+            if answers[server.name].shape != answers["numpy"].shape:
+                raise SystemExit(f"bench: {server.name} {model}: shape {answers[server.name].shape} ≠ numpy's")
+        worst[model] = 0.0
+        for a, b in itertools.combinations(answers, 2):
+            diff = float(np.max(np.abs(answers[a] - answers[b])))
+            if diff > TOLERANCE:
+                raise SystemExit(f"bench: {model}: {a} and {b} differ by {diff:.3g} (> {TOLERANCE:g})")
+            worst[model] = max(worst[model], diff)
+    return worst
+
+
+def write_bodies(servers: Sequence[Server], scenarios: Sequence[Scenario], work: Path) -> dict[tuple[str, str], Path]:
+    """One body file per (server kind, scenario), the same rows for every server; keyed (kind, scenario key)."""
+    bodies = {}
+    for server in servers:
+        for scenario in scenarios:
+            path = work / f"body-{server.kind}-{scenario.model}-{scenario.batch}.json"
+            if not path.exists():
+                path.write_text(json.dumps(server.body(scenario.model, input_rows(scenario.model, scenario.batch))))
+            bodies[(server.kind, scenario.key)] = path
+    return bodies
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Load generation and the measured window
+
+
+@dataclass
+class Window:
+    """One measured window of one server in one scenario."""
+
+    round: int
+    scenario: str
+    server: str
+    seconds: float
+    requests: int
+    good_rps: float
+    rows_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: int
+    server_cpu_ms_per_request: float | None
+    wrk_cpu_ms_per_request: float | None
+    rss_mib: float
+    steal: float  # share of the machine's CPU time stolen by neighbours
+    others: float  # share of the machine's CPU time used by processes other than the server and wrk
+    processes_changed: bool
+    wrk: dict[str, Any]
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + self.socket_errors
+
+
+def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int, processes: Processes) -> dict:
+    """Run ``wrk`` with ``perf/lua/post.lua`` for ``seconds``; return the counts its ``done()`` printed."""
+    command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s"]
+    command += ["--latency", "-s", str(LUA), url]
+    with tempfile.TemporaryFile() as out:
+        process = processes.start(command, out, env={**os.environ, "WRK_BODY": str(body)})
+        try:
+            process.wait(seconds + 30)
+        finally:
+            processes.stop(process)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    match = re.search(r"^BENCH_JSON (\{.*\})$", text, re.MULTILINE)
+    if process.returncode != 0 or not match:
+        raise SystemExit(f"bench: wrk failed ({process.returncode}):\n{text}")
+    return json.loads(match.group(1))
+
+
+def measure(
+    server: Server,
+    scenario: Scenario,
+    body: Path,
+    args: argparse.Namespace,
+    round_index: int,
+    processes: Processes,
+) -> Window:
+    """A warm-up, then one measured window of ``server`` under ``scenario``."""
+    url = server.url(scenario.model)
+    run_wrk(url, body, scenario.concurrency, args.warmup, args.wrk_threads, processes)
+    pids = server.pids()
+    cpu_before, machine_before, wrk_cpu_before = cpu_seconds(pids), MachineCpu.read(), _children_cpu()
+    result = run_wrk(url, body, scenario.concurrency, args.duration, args.wrk_threads, processes)
+    cpu_after, machine_after, wrk_cpu = cpu_seconds(pids), MachineCpu.read(), _children_cpu() - wrk_cpu_before
+    pids_after = server.pids()
+    server_cpu = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
+    others_cpu = max(0.0, machine_after.busy_seconds_since(machine_before) - server_cpu - wrk_cpu)
+    seconds = result["duration_us"] / 1e6
+    requests = result["requests"]
+    good = max(0, requests - result["non2xx"])
+    return Window(
+        round=round_index,
+        scenario=scenario.key,
+        server=server.name,
+        seconds=seconds,
+        requests=requests,
+        good_rps=good / seconds,
+        rows_per_s=good * scenario.batch / seconds,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        non2xx=result["non2xx"],
+        socket_errors=sum(result[k] for k in ("connect", "read", "write", "timeout")),
+        server_cpu_ms_per_request=1000 * server_cpu / requests if requests else None,
+        wrk_cpu_ms_per_request=1000 * wrk_cpu / requests if requests else None,
+        rss_mib=rss_mib(pids_after),
+        steal=machine_after.steal_since(machine_before),
+        others=machine_after.share_since(machine_before, others_cpu),
+        processes_changed=set(pids_after) != set(pids),
+        wrk=result,
+    )
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this script's reaped children (wrk is the only one reaped during a window)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_inprocess(models: Path, args: argparse.Namespace, processes: Processes, logs: Path) -> dict[str, Any]:
+    """Run ``perf/peers/inprocess.py`` on dense42 to its end; return its JSON."""
+    out = logs / "inprocess.out"
+    command = [sys.executable, str(PERF / "peers" / "inprocess.py"), str(models / "dense42" / "1")]
+    command += ["--seconds", str(args.inprocess_seconds), "--batches", "1,32,1024"]
+    run_to_end(command, logs / "inprocess.log", processes, stdout=out)
+    return json.loads(out.read_text().strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Summaries
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are not None (None if there are none)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(windows: Sequence[Window], servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict:
+    """Per scenario and server: medians over rounds, total errors, windows above the steal mark."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in scenarios:
+        summary[scenario.key] = {}
+        for server in servers:
+            mine = [w for w in windows if w.scenario == scenario.key and w.server == server.name]
+            if not mine:
+                continue
+            summary[scenario.key][server.name] = {
+                "rounds": len(mine),
+                "good_rps": median(w.good_rps for w in mine),
+                "rows_per_s": median(w.rows_per_s for w in mine),
+                "p50_ms": median(w.p50_ms for w in mine),
+                "p99_ms": median(w.p99_ms for w in mine),
+                "errors": sum(w.errors for w in mine),
+                "server_cpu_ms_per_request": median(w.server_cpu_ms_per_request for w in mine),
+                "wrk_cpu_ms_per_request": median(w.wrk_cpu_ms_per_request for w in mine),
+                "rss_mib": median(w.rss_mib for w in mine),
+                "steal": median(w.steal for w in mine),
+                "others": median(w.others for w in mine),
+                "windows_over_steal_mark": sum(w.steal > STEAL_MARK for w in mine),
+            }
+    return summary
+
+
+def ratios(windows: Sequence[Window], servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict:
+    """Median over rounds of the per-round ratios tfaas(-variant)/peer, for req/s and CPU per request."""
+    by = {(w.round, w.scenario, w.server): w for w in windows}
+    rounds = sorted({w.round for w in windows})
+    found: dict[str, dict[str, dict[str, float | None]]] = {}
+    for scenario in scenarios:
+        found[scenario.key] = {}
+        for ours in (s for s in servers if s.kind == "tfaas"):
+            for peer in (s for s in servers if s.kind != "tfaas"):
+                pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, scenario.key, peer.name))) for r in rounds]
+                pairs = [(a, b) for a, b in pairs if a and b]
+                found[scenario.key][f"{ours.name}/{peer.name}"] = {
+                    "rps": median(a.good_rps / b.good_rps if b.good_rps else None for a, b in pairs),
+                    "cpu": median(
+                        a.server_cpu_ms_per_request / b.server_cpu_ms_per_request
+                        if a.server_cpu_ms_per_request and b.server_cpu_ms_per_request
+                        else None
+                        for a, b in pairs
+                    ),
+                }
+    return found
+
+
+def inprocess_summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (path, batch): medians over the rounds' in-process runs."""
+    rows = []
+    for path, batch in [(r["path"], r["batch"]) for r in runs[0]["results"]]:
+        mine = [r for run in runs for r in run["results"] if (r["path"], r["batch"]) == (path, batch)]
+        rows.append(
+            {
+                "path": path,
+                "batch": batch,
+                "calls_per_s": median(r["calls_per_s"] for r in mine),
+                "rows_per_s": median(r["rows_per_s"] for r in mine),
+                "cpu_ms_per_call": median(r["cpu_ms_per_call"] for r in mine),
+                "steal": median(r["steal"] for r in mine),
+            }
+        )
+    return rows
+
+
+def evaluate_targets(summary: dict, ratio: dict, inprocess: Sequence[dict], servers: Sequence[Server]) -> list[str]:
+    """The issue's targets, each line saying met / not met with its numbers, for every tfaas server."""
+    lines = []
+    c32 = TARGET_SCENARIO.key
+    limit = next((r["rows_per_s"] for r in inprocess if r["path"] == "signature" and r["batch"] == 1024), None)
+    b1024 = Scenario("dense42", 1024, 2).key
+    for ours in (s for s in servers if s.kind == "tfaas"):
+        if c32 in summary and ours.name in summary[c32]:
+            naive = ratio[c32].get(f"{ours.name}/naive", {}).get("rps")
+            sts = ratio[c32].get(f"{ours.name}/sts", {}).get("rps")
+            p99 = summary[c32][ours.name]["p99_ms"]
+            met = naive is not None and sts is not None and naive >= 3 and sts >= 5 and p99 < 50
+            lines.append(
+                f"(a) {ours.name}, dense42 batch 1 at c32: ≥ 3× naive and ≥ 5× STS in req/s, p99 < 50 ms: "
+                f"**{'met' if met else 'not met'}** ({fmt(naive, 2)}× naive, {fmt(sts, 2)}× STS, p99 {fmt(p99, 1)} ms)"
+            )
+        if b1024 in summary and ours.name in summary[b1024] and limit:
+            rows = summary[b1024][ours.name]["rows_per_s"]
+            met = rows >= 0.5 * limit
+            lines.append(
+                f"(b) {ours.name}, dense42 batch 1024: rows/s ≥ half the in-process signature's: "
+                f"**{'met' if met else 'not met'}** ({fmt(rows, 0)} rows/s = {100 * rows / limit:.0f}% "
+                f"of {fmt(limit, 0)})"
+            )
+    return lines
+
+
+def p99_knee(summary: dict, servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict[str, Any]:
+    """Per server: the highest dense42 batch-1 req/s among the concurrencies whose p99 stayed under 50 ms."""
+    knees = {}
+    batch1 = [s for s in scenarios if s.model == "dense42" and s.batch == 1]
+    for server in servers:
+        ok = [
+            (summary[s.key][server.name]["good_rps"], s.concurrency)
+            for s in batch1
+            if server.name in summary[s.key] and summary[s.key][server.name]["p99_ms"] < 50
+        ]
+        knees[server.name] = max(ok) if ok else None
+    return knees
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number with ``digits`` decimals and thousands separators, or '–'."""
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 round``, ``3 rounds``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model.group(1).strip() if model else platform.processor(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk.strip(),
+        "sts": _sts_versions(),
+    }
+
+
+def _sts_versions() -> str:
+    """The versions installed in STS's virtual environment (without importing TensorFlow there)."""
+    python = STS_VENV / "bin" / "python"
+    if not python.exists():
+        return "not installed"
+    packages = ("simple_tensorflow_serving", "flask", "werkzeug")
+    code = f"import importlib.metadata as m; print(*(m.version(p) for p in {packages!r}))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout.split()
+    return ", ".join(f"{p} {v}" for p, v in zip(packages, out)) if len(out) == 3 else "unknown"
+
+
+def tfaas_defaults() -> str:
+    """tfaas's default worker, thread and batching settings, read from ``tfaas.config.Settings``."""
+    import dataclasses
+
+    from tfaas.config import Settings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    shown = [f"{name}={defaults[name]}" for name in ("workers", "threads", "enable_batching") if name in defaults]
+    return ", ".join(shown)
+
+
+def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
+    """The RESULTS.md section for one run."""
+    m, summary, ratio, servers = report["machine"], report["summary"], report["ratios"], report["servers"]
+    out = [
+        "## Throughput side by side (`python perf/bench.py`)",
+        "",
+        f"{report['date']}, {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, "
+        f"TensorFlow {report['tensorflow']}, {m['wrk'].split(' [')[0]}; STS venv: {m['sts']}.",
+        "",
+        f"Command: `{report['command']}` ({plural(report['rounds'], 'round')} × {plural(len(scenarios), 'scenario')} × "
+        f"{plural(len(servers), 'server')}, {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s window each, "
+        f"wrk `-t{report['wrk_threads']}` for every server; the whole run took {report['elapsed_min']:.1f} min).",
+        "",
+        "Servers (each on its own 127.0.0.1 port, started once for the whole run):",
+        "",
+    ]
+    out += [f"- **{s['name']}**: `{s['command']}`" for s in servers]
+    out += [
+        f"- tfaas defaults: {report['tfaas_defaults']}.",
+        "",
+        "Every figure is the median over rounds. req/s counts 2xx answers; errors are non-2xx answers plus "
+        "socket errors (all rounds); CPU ms/req is the server's own CPU time (user + system, all its processes) "
+        "per request; RSS sums its processes at the end of the window; steal is the share of the machine's "
+        f"CPU time stolen by neighbours during the window, ⚠ where a window had more than {STEAL_MARK:.0%}; "
+        "others is the share used by other processes on this machine (neither the server nor wrk). "
+        f"wrk itself used a median {fmt(report['wrk_cpu_ms_per_request'], 3)} ms of CPU per request on the same "
+        "cores. wrk is closed-loop, so its latencies understate the tail under overload.",
+        "",
+    ]
+    for scenario in scenarios:
+        out += scenario_table(scenario, summary.get(scenario.key, {}))
+    out += ratio_table(ratio, scenarios)
+    out += inprocess_table(report["inprocess"])
+    knees = report["p99_knee"]
+    if any(knees.values()):
+        shown = "; ".join(f"{n} {fmt(k[0], 0)} (c{k[1]})" if k else f"{n} none" for n, k in knees.items())
+        out += [f"Highest dense42 batch-1 req/s with p99 under 50 ms: {shown}.", ""]
+    out += ["### Targets", ""]
+    out += [f"- {line}" for line in report["targets"]] or ["- (not evaluated: scenario missing from this run)"]
+    out += ["", f"Raw windows: `perf/results/bench-latest.json`. {report['notes']}".rstrip(), ""]
+    return "\n".join(out)
+
+
+def describe_command(server: Server) -> str:
+    """The server's command with the port and temporary paths shortened to placeholders."""
+    text = " ".join(shlex.quote(part) for part in server.command)
+    text = re.sub(r"/\S*/(models(-tf1)?|sts-models\.json)\b", r"DIR/\1", text)
+    text = text.replace(str(server.port), "P").replace(str(STS_VENV), "perf/.venv-sts")
+    text = re.sub(r"\S*/bin/(tfaas|gunicorn)\b", r"\1", text)
+    prefix = "NAIVE_MODELS=DIR/models " if server.kind == "naive" else ""
+    return prefix + text
+
+
+def scenario_table(scenario: Scenario, rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown table of one scenario."""
+    batched = scenario.batch > 1
+    head = ["server", "req/s", *(["rows/s"] if batched else []), "p50 ms", "p99 ms", "errors"]
+    head += ["CPU ms/req", "RSS MiB", "steal", "others"]
+    out = [f"### {scenario.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        mark = " ⚠" if r["windows_over_steal_mark"] else ""
+        cells = [name, fmt(r["good_rps"], 0), *([fmt(r["rows_per_s"], 0)] if batched else [])]
+        cells += [fmt(r["p50_ms"], 1), fmt(r["p99_ms"], 1), str(r["errors"]), fmt(r["server_cpu_ms_per_request"], 2)]
+        cells += [fmt(r["rss_mib"], 0), f"{100 * r['steal']:.0f}%{mark}", f"{100 * r['others']:.0f}%"]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def ratio_table(ratio: dict, scenarios: Sequence[Scenario]) -> list[str]:
+    """The Markdown table of the per-round ratios (medians)."""
+    pairs = sorted({pair for per in ratio.values() for pair in per})
+    if not pairs:
+        return []
+    head = ["scenario", *(f"{p} req/s" for p in pairs), *(f"{p} CPU/req" for p in pairs)]
+    out = ["### Ratios (median of the per-round ratios)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for scenario in scenarios:
+        per = ratio.get(scenario.key, {})
+        cells = [scenario.key, *(fmt(per.get(p, {}).get("rps"), 2) for p in pairs)]
+        cells += [fmt(per.get(p, {}).get("cpu"), 2) for p in pairs]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def inprocess_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The Markdown table of the in-process limit."""
+    out = [
+        "### In-process limit (dense42, no HTTP, one thread)",
+        "",
+        "`signature`: the restored signature called on `tf.constant(x)`, `.numpy()` of the output; "
+        "`servable`: the same through tfaas's `SavedModelServable.run`.",
+        "",
+        "| path | batch | calls/s | rows/s | CPU ms/call | steal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [r["path"], str(r["batch"]), fmt(r["calls_per_s"], 0), fmt(r["rows_per_s"], 0)]
+        cells += [fmt(r["cpu_ms_per_call"], 3), f"{100 * r['steal']:.0f}%"]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def write_results_md(section: str) -> None:
+    """Replace what lies between the bench markers of ``perf/RESULTS.md`` (adding them at the end if absent)."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Performance results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+    else:
+        head, tail = text.rstrip("\n") + "\n\n", "\n"
+    RESULTS_MD.write_text(f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured window (default 8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each window (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s windows, 3 scenarios")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help='another tfaas server with extra flags, e.g. "tfaas-2w=--workers 2 --threads 4" (repeatable)',
+    )
+    parser.add_argument(
+        "--scenario", action="append", default=[], metavar="KEY", help="only these scenarios, e.g. dense42-b1-c32"
+    )
+    parser.add_argument("--no-sts", action="store_true", help="leave Simple TensorFlow Serving out")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads, the same for every server (default 1)")
+    parser.add_argument("--inprocess-seconds", type=float, default=2.0, help="seconds per in-process loop")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (models, logs, bodies)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.inprocess_seconds = 1, 3.0, 1.0, 1.0
+    return args
+
+
+def chosen_scenarios(args: argparse.Namespace) -> tuple[Scenario, ...]:
+    """The scenarios of this run: ``--scenario`` keys, else the quick or the full list."""
+    if args.scenario:
+        known = {s.key: s for s in FULL_SCENARIOS}
+        unknown = [key for key in args.scenario if key not in known]
+        if unknown:
+            raise SystemExit(f"bench: unknown scenario {unknown}; known: {', '.join(known)}")
+        return tuple(known[key] for key in args.scenario)
+    return QUICK_SCENARIOS if args.quick else FULL_SCENARIOS
+
+
+def plan_servers(args: argparse.Namespace, models: Path, tf1: Path, work: Path) -> list[Server]:
+    """tfaas, its variants, naive and (unless ``--no-sts``) STS, each with a free port."""
+    variants = [parse_variant(text) for text in args.variant]
+    ports = free_ports(2 + len(variants) + (0 if args.no_sts else 1))
+    servers = [tfaas_server("tfaas", [], ports.pop(0), models)]
+    servers += [tfaas_server(name, flags, ports.pop(0), models) for name, flags in variants]
+    servers.append(naive_server(ports.pop(0), models))
+    if not args.no_sts:
+        servers.append(sts_server(ports.pop(0), tf1, work))
+    return servers
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``NAME=FLAGS`` → (name, flags)."""
+    name, sep, flags = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in ("tfaas", "naive", "sts"):
+        raise SystemExit(f"bench: --variant wants NAME=FLAGS with a new name, got {text!r}")
+    return name, shlex.split(flags)
+
+
+def check_tools(args: argparse.Namespace) -> None:
+    """Abort early if wrk or STS's virtual environment is missing."""
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
+    if not args.no_sts and not (STS_VENV / "bin" / "simple_tensorflow_serving").exists():
+        raise SystemExit("bench: no STS venv; run `bash perf/peers/setup_sts.sh` first (or pass --no-sts)")
+
+
+def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str, Any]:
+    """The whole benchmark; returns the report."""
+    started = time.monotonic()
+    scenarios = chosen_scenarios(args)
+    about = {"machine": machine(), "tfaas_defaults": tfaas_defaults()}  # NOTE: first, so a failure costs nothing
+    logs = work / "logs"
+    logs.mkdir()
+    print(f"bench: building models in {work}", flush=True)
+    models, tf1 = build_models(work, processes)
+    servers = plan_servers(args, models, tf1, work)
+    for server in servers:
+        start_server(server, processes, logs)
+    for server in servers:
+        wait_ready(server, processes)
+        print(f"bench: {server.name} ready on port {server.port} ({len(server.pids())} processes)", flush=True)
+    worst = sanity_check(servers)
+    print(f"bench: answers agree (largest difference {max(worst.values()):.2g})", flush=True)
+    bodies = write_bodies(servers, scenarios, work)
+    windows: list[Window] = []
+    inprocess_runs = []
+    for round_index in range(args.rounds):
+        inprocess_runs.append(run_inprocess(models, args, processes, logs))
+        order = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
+        for scenario in scenarios:
+            for server in order:
+                window = measure(server, scenario, bodies[(server.kind, scenario.key)], args, round_index, processes)
+                windows.append(window)
+                print_window(window)
+    summary = summarize(windows, servers, scenarios)
+    ratio = ratios(windows, servers, scenarios)
+    inprocess = inprocess_summary(inprocess_runs)
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python perf/bench.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:]),
+        **about,
+        "tensorflow": inprocess_runs[0]["tensorflow"],
+        "servers": [{"name": s.name, "kind": s.kind, "command": describe_command(s)} for s in servers],
+        "rounds": args.rounds,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "wrk_threads": args.wrk_threads,
+        "elapsed_min": (time.monotonic() - started) / 60,
+        "sanity_max_abs_diff": worst,
+        "windows": [{**asdict(w), "errors": w.errors} for w in windows],
+        "inprocess_runs": inprocess_runs,
+        "inprocess": inprocess,
+        "summary": summary,
+        "ratios": ratio,
+        "p99_knee": p99_knee(summary, servers, scenarios),
+        "wrk_cpu_ms_per_request": median(w.wrk_cpu_ms_per_request for w in windows),
+        "targets": evaluate_targets(summary, ratio, inprocess, servers),
+        "notes": notes(windows),
+    }
+
+
+def notes(windows: Sequence[Window]) -> str:
+    """Remarks on this run's windows: high steal, servers whose processes changed, errors."""
+    text = []
+    high = [w for w in windows if w.steal > STEAL_MARK]
+    if high:
+        text.append(f"{len(high)} of {len(windows)} windows had more than {STEAL_MARK:.0%} steal.")
+    busy = [w for w in windows if w.others > STEAL_MARK]
+    if busy:
+        text.append(
+            f"In {len(busy)} of {len(windows)} windows other processes used more than {STEAL_MARK:.0%} of the CPU."
+        )
+    changed = sorted({f"{w.server} ({w.scenario}, round {w.round + 1})" for w in windows if w.processes_changed})
+    if changed:
+        text.append("Processes came or went during: " + ", ".join(changed) + ".")
+    return " ".join(text)
+
+
+def print_window(w: Window) -> None:
+    """One progress line per measured window."""
+    print(
+        f"round {w.round + 1} {w.scenario:<22} {w.server:<12} {w.good_rps:8.0f} req/s  p50 {w.p50_ms:7.1f} ms  "
+        f"p99 {w.p99_ms:7.1f} ms  err {w.errors:<5} cpu {fmt(w.server_cpu_ms_per_request, 2):>6} ms/req  "
+        f"rss {w.rss_mib:5.0f} MiB  steal {100 * w.steal:3.0f}%{' ⚠' if w.steal > STEAL_MARK else ''}  "
+        f"others {100 * w.others:3.0f}%",
+        flush=True,
+    )
+
+
+def estimated_minutes(args: argparse.Namespace) -> float:
+    """How long the run should take: start-up, then every round's in-process loops and windows."""
+    servers = 2 + len(args.variant) + (0 if args.no_sts else 1)
+    windows = len(chosen_scenarios(args)) * servers * (args.warmup + args.duration + 0.5)
+    return (60 + args.rounds * (windows + 6 * args.inprocess_seconds + 10)) / 60
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark, write the JSON and the RESULTS.md section; stop everything started, whatever happens."""
+    args = parse_args(argv)
+    check_tools(args)
+    print(f"bench: this run takes about {estimated_minutes(args):.0f} min", flush=True)
+    processes = Processes()
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    # NOTE: SIGTERM becomes an exception and SIGINT one even where a shell started us ignoring it (`&`),
+    # so the finally below stops every server we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ok = False
+    try:
+        report = run(args, processes, work)
+        ok = True
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping the servers", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # NOTE: a second Ctrl-C must not cut the clean-up short
+        processes.stop_all()
+        if ok and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"bench: models, bodies and logs kept in {work}", file=sys.stderr)
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(report, indent=1) + "\n")
+    write_results_md(markdown(report, chosen_scenarios(args)))
+    print(f"bench: wrote {RESULTS_JSON.relative_to(REPO)} and the bench section of {RESULTS_MD.relative_to(REPO)}")
+    for line in report["targets"]:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
