@@ -12,7 +12,7 @@ import pytest
     "args,message",
     [
         (["--rest_api_port", "abc"], "rest_api_port: expected an integer, got 'abc'"),
-        (["--model_base_path", "/x", "--workers", "0"], "workers: must be >= 1"),
+        (["--model_base_path", "/x", "--workers", "-1"], "workers: must be >= 0"),
         (["--model_config_file", "/nonexistent/models.config"], "/nonexistent/models.config"),
     ],
 )

@@ -192,7 +192,7 @@ def test_importing_config_does_not_import_tensorflow_or_flask() -> None:
         (["--rest_api_port", "abc"], "rest_api_port: expected an integer, got 'abc' (from --rest_api_port)"),
         (["--rest_api_port", "0"], "rest_api_port: must be between 1 and 65535"),
         (["--rest_api_port", "65536"], "rest_api_port: must be between 1 and 65535"),
-        (["--workers", "-1"], "workers: must be >= 1"),
+        (["--workers", "-1"], "workers: must be >= 0"),
         (["--threads", "0"], "threads: must be >= 1"),
         (["--num_load_threads", "0"], "num_load_threads: must be >= 1"),
         (["--num_unload_threads", "-2"], "num_unload_threads: must be >= 1"),

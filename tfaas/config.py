@@ -572,7 +572,11 @@ class Settings:
         "Seconds a version directory must stay unchanged before it is loaded (copies are not atomic).",
         check=_at_least(0),
     )
-    workers: int = _option(1, "Worker processes; each one loads every model.", check=_at_least(1))
+    workers: int = _option(
+        0,
+        "Worker processes; each one loads every model. 0: one per CPU core (measured best, perf/RESULTS.md).",
+        check=_at_least(0),
+    )
     threads: int = _option(8, "Request-handling threads per worker.", check=_at_least(1))
     num_load_threads: int = _option(
         2,
@@ -661,8 +665,9 @@ class Settings:
         check=_at_least(0),
     )
     enable_batching: bool = _option(
-        False,
-        "Run concurrent requests to one signature as one batch (per model: `batching` in the model list).",
+        True,
+        "Run concurrent requests to one signature as one batch (per model: `batching` in the model list);"
+        " on by default, as measured best (perf/RESULTS.md).",
         tf_flag="--enable_batching",
     )
     batching_parameters_file: str = _option(

@@ -23,7 +23,7 @@ def test_flags_read_tf_servings_batching_parameters_file(tmp_path: Path) -> None
 def test_a_parameters_file_without_enable_batching_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "batching.txt", "max_batch_size { value: 32 }")
     with pytest.raises(ConfigError, match="without enabling batching"):
-        load("--batching_parameters_file", str(path))
+        load("--enable_batching=false", "--batching_parameters_file", str(path))
 
 
 def test_a_broken_parameters_file_is_refused_at_start_naming_it(tmp_path: Path) -> None:

@@ -209,6 +209,6 @@ def test_close_runs_every_queued_request_then_refuses_new_ones(pool) -> None:
     closing = pool.submit(servable.close)
     fake.release()
     closing.result(5)
-    assert [f.result(0)["y"][0][0] for f in futures] == [101, 2, 3, 4]
+    assert [f.result(5)["y"][0][0] for f in futures] == [101, 2, 3, 4]
     with pytest.raises(Unavailable):
         servable.run(SIGNATURE, {"x": rows(1)})

@@ -65,6 +65,7 @@ def test_entrypoint_serves_model_name_from_model_base_path_and_passes_flags_on(t
         "MODEL_NAME": "my_model",
         "MODEL_BASE_PATH": str(models),
         "WEB_CONCURRENCY": "2",
+        "TFAAS_WORKERS": "",  # NOTE: unset, as in the image (the test launcher's default is one worker)
         # NOTE: the image has tfaas on PATH; here, the one installed beside this interpreter.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }

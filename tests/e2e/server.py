@@ -48,7 +48,14 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {**os.environ, "TFAAS_HOST": "127.0.0.1", "TFAAS_REST_API_PORT": str(self.port)}
+        # NOTE: one worker unless a test asks for more: the default (one per core) would make each server
+        # load every model twice, and the tests that count requests or states reason about one worker.
+        full_env = {
+            **os.environ,
+            "TFAAS_HOST": "127.0.0.1",
+            "TFAAS_REST_API_PORT": str(self.port),
+            "TFAAS_WORKERS": "1",
+        }
         full_env.update(env or {})
         self._log = open(log_path, "wb")  # noqa: SIM115 - open for the server's whole life
         self.process = subprocess.Popen(

@@ -37,7 +37,12 @@ def core(tmp_path: Path):
         (tmp_path / name / "1" / "saved_model.pb").write_bytes(b"fake")
         models.append(ModelConfig(name=name, base_path=str(tmp_path / name)))
         GATES[name] = threading.Event()
-    settings = Settings(models=tuple(models), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    settings = Settings(
+        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        models=tuple(models),
+        version_settle_seconds=0,
+        file_system_poll_wait_seconds=-1,
+    )
     core = ServerCore(settings, loader_factory=GatedLoader)
     core.start()
     yield core

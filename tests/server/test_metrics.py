@@ -50,7 +50,12 @@ def served(tmp_path: Path):
     (tmp_path / "m" / "3").mkdir(parents=True)
     (tmp_path / "m" / "3" / "saved_model.pb").write_bytes(b"fake")  # NOTE: a complete version, to the source
     model = ModelConfig(name="m", base_path=str(tmp_path / "m"))
-    settings = Settings(models=(model,), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    settings = Settings(
+        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        models=(model,),
+        version_settle_seconds=0,
+        file_system_poll_wait_seconds=-1,
+    )
     metrics = Metrics(CollectorRegistry())
     core = ServerCore(settings, loader_factory=DoublerLoader, metrics=metrics)
     core.start()

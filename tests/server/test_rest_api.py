@@ -56,7 +56,12 @@ def client(tmp_path: Path):
         version_policy=ServableVersionPolicy("all"),
         version_labels={"stable": 1},
     )
-    settings = Settings(models=(model,), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    settings = Settings(
+        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        models=(model,),
+        version_settle_seconds=0,
+        file_system_poll_wait_seconds=-1,
+    )
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
     assert core.monitor.wait_until(lambda: core.manager.available_versions("m") == [2, 1], 5)

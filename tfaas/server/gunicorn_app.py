@@ -55,7 +55,7 @@ class TfaasApplication(BaseApplication):
         s = self.settings
         options = {
             "bind": f"{s.host}:{s.rest_api_port}",
-            "workers": str(s.workers),
+            "workers": str(s.workers or os.cpu_count() or 1),
             "worker_class": "gthread",
             "threads": str(s.threads),
             "graceful_timeout": str(int(s.graceful_timeout)),
