@@ -59,7 +59,6 @@ LUA = PERF / "lua" / "post.lua"
 STS_VENV = PERF / ".venv-sts"
 RESULTS_MD = PERF / "RESULTS.md"
 RESULTS_JSON = PERF / "results" / "bench-latest.json"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 HOST = "127.0.0.1"
 PORTS = range(8700, 8800)
@@ -818,7 +817,7 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
         out += [f"Highest dense42 batch-1 req/s with p99 under 50 ms: {shown}.", ""]
     out += ["### Targets", ""]
     out += [f"- {line}" for line in report["targets"]] or ["- (not evaluated: scenario missing from this run)"]
-    out += ["", f"Raw windows: `perf/results/bench-latest.json`. {report['notes']}".rstrip(), ""]
+    out += ["", f"Raw windows: `perf/results/{report['section']}-latest.json`. {report['notes']}".rstrip(), ""]
     return "\n".join(out)
 
 
@@ -880,15 +879,16 @@ def inprocess_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
-def write_results_md(section: str) -> None:
-    """Replace what lies between the bench markers of ``perf/RESULTS.md`` (adding them at the end if absent)."""
+def write_results_md(section: str, name: str = "bench") -> None:
+    """Replace what lies between the ``name`` markers of ``perf/RESULTS.md`` (adding them at the end if absent)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Performance results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
     else:
         head, tail = text.rstrip("\n") + "\n\n", "\n"
-    RESULTS_MD.write_text(f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}")
+    RESULTS_MD.write_text(f"{head}{begin}\n{section.strip()}\n{end}{tail}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -916,6 +916,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads, the same for every server (default 1)")
     parser.add_argument("--inprocess-seconds", type=float, default=2.0, help="seconds per in-process loop")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (models, logs, bodies)")
+    parser.add_argument(
+        "--section",
+        default="bench",
+        help="name of the RESULTS.md section and of perf/results/NAME-latest.json (default bench); e.g. defaults",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup, args.inprocess_seconds = 1, 3.0, 1.0, 1.0
@@ -1077,10 +1082,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"bench: models, bodies and logs kept in {work}", file=sys.stderr)
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=1) + "\n")
-    write_results_md(markdown(report, chosen_scenarios(args)))
-    print(f"bench: wrote {RESULTS_JSON.relative_to(REPO)} and the bench section of {RESULTS_MD.relative_to(REPO)}")
+    report["section"] = args.section
+    results_json = RESULTS_JSON.with_name(f"{args.section}-latest.json")
+    results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json.write_text(json.dumps(report, indent=1) + "\n")
+    write_results_md(markdown(report, chosen_scenarios(args)), args.section)
+    print(f"bench: wrote {results_json.relative_to(REPO)} and the {args.section} section of perf/RESULTS.md")
     for line in report["targets"]:
         print(line)
 
