@@ -590,6 +590,12 @@ class Settings:
         tf_flag="--num_unload_threads",
         check=_at_least(1),
     )
+    load_thread_niceness: int = _option(
+        10,
+        "OS niceness added to the threads that load and unload versions, so requests keep the CPU while a new"
+        " version loads (perf/RESULTS.md, swap section); 0 loads at the server's own priority.",
+        check=_between(0, 19),
+    )
     max_num_load_retries: int = _option(
         -1,
         "Retries of a failed load before giving up; -1 retries forever (TF Serving's default is 5).",
@@ -665,9 +671,9 @@ class Settings:
         check=_at_least(0),
     )
     enable_batching: bool = _option(
-        True,
+        False,
         "Run concurrent requests to one signature as one batch (per model: `batching` in the model list);"
-        " on by default, as measured best (perf/RESULTS.md).",
+        " off by default: on small models it cost more than it saved (perf/RESULTS.md, defaults).",
         tf_flag="--enable_batching",
     )
     batching_parameters_file: str = _option(

@@ -72,6 +72,7 @@ class ServerCore:
             self.bus,
             num_load_threads=settings.num_load_threads,
             num_unload_threads=settings.num_unload_threads,
+            load_niceness=settings.load_thread_niceness,
             retry=RetryPolicy(
                 initial=settings.load_retry_initial_seconds,
                 maximum=settings.load_retry_max_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable
@@ -246,3 +247,32 @@ def test_stop_unloads_everything():
     rig.manager.stop()
     assert all(loader.unloads == 1 for loader in rig.loaders.values())
     assert all(rig.state(*key) is END for key in rig.loaders)
+
+
+class PriorityRecordingLoader(FakeLoader):
+    """Records the OS niceness of the thread that loads and unloads it."""
+
+    seen: list[int]
+
+    def load(self):
+        self.seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+        return super().load()
+
+    def unload(self) -> None:
+        self.seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+        super().unload()
+
+
+def test_loads_and_unloads_run_at_a_lower_priority_than_requests():
+    rig = Rig(load_niceness=5)
+    loader = PriorityRecordingLoader(ServableId("m", 1))
+    loader.seen = []
+    try:
+        rig.manager.set_aspired_versions("m", [(ServableId("m", 1), loader)])
+        rig.wait_state("m", 1, AVAILABLE)
+        rig.manager.set_aspired_versions("m", [])
+        rig.wait_state("m", 1, END)
+    finally:
+        rig.manager.stop()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert loader.seen == [min(ours + 5, 19)] * 2, "load and unload threads are 5 nicer than the caller"

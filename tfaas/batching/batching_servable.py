@@ -11,7 +11,7 @@ batching: inputs of rank 0 or of different dim 0, and requests of more than ``ma
 (more than a full batch already; TF Serving refuses them without ``enable_large_batch_splitting``),
 and every request of a signature found to have an output without one row per input row (TF Serving
 fails such batches; here the batch is rerun one request at a time, and the signature is not batched
-again, so batching can be on by default without breaking such models). A batch of
+again, so turning batching on server-wide never breaks such models). A batch of
 one task that needs no padding is also run as it is, so a lone request's answer is the unbatched one.
 """
 

@@ -12,12 +12,15 @@ after every load and before every unload.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 from tfaas.core.aspired_version_policy import (
@@ -77,6 +80,17 @@ class _ServingEntry:
 AspiredList = Sequence[tuple[ServableId, Loader]]
 
 
+def _lower_priority(niceness: int) -> None:
+    """Make the calling (load or unload) thread ``niceness`` nicer, so requests keep the CPU during a swap.
+
+    NOTE: on Linux a thread has a niceness of its own (setpriority on its thread id); raising it needs no
+    privilege. Where that fails (other systems), loads simply run at the process's priority.
+    """
+    if niceness > 0:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+
+
 class AspiredVersionsManager:
     """Owns every version's lifecycle; see the module docstring for how it works."""
 
@@ -88,6 +102,7 @@ class AspiredVersionsManager:
         retry: RetryPolicy = RetryPolicy(),
         manage_interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        load_niceness: int = 0,
     ) -> None:
         self._bus = bus
         self._retry = retry
@@ -98,8 +113,9 @@ class AspiredVersionsManager:
         self._pending: dict[str, AspiredList] = {}
         self._policies: dict[str, AspiredVersionPolicy] = {}
         self._serving: Mapping[str, _ServingEntry] = {}
-        self._load_pool = ThreadPoolExecutor(max(1, num_load_threads), "tfaas-load")
-        self._unload_pool = ThreadPoolExecutor(max(1, num_unload_threads), "tfaas-unload")
+        background = partial(_lower_priority, load_niceness)
+        self._load_pool = ThreadPoolExecutor(max(1, num_load_threads), "tfaas-load", initializer=background)
+        self._unload_pool = ThreadPoolExecutor(max(1, num_unload_threads), "tfaas-unload", initializer=background)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tfaas-manage-state", daemon=True)
