@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+from functools import partial
 
 import pytest
 from gunicorn.config import Config
@@ -28,7 +29,9 @@ def test_settings_become_gunicorn_settings(tmp_path):
 
 
 def test_the_master_forwards_sighup_to_every_worker_instead_of_replacing_them():
-    workers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    # NOTE: SIGHUP's default action in the children, even where this test runs under nohup (which ignores it).
+    reset_hup = partial(signal.signal, signal.SIGHUP, signal.SIG_DFL)
+    workers = [subprocess.Popen(["sleep", "60"], preexec_fn=reset_hup) for _ in range(2)]
     arbiter = TfaasArbiter.__new__(TfaasArbiter)  # NOTE: only what handle_hup uses, not a running master
     arbiter.log = logging.getLogger("test")
     arbiter.WORKERS = {worker.pid: worker for worker in workers}
