@@ -37,6 +37,7 @@ from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
 from tfaas.logs import ACCESS_LOG_FORMAT, logging_config
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
+from tfaas.server.listeners import add_own_listeners, check_port_free
 
 log = logging.getLogger("tfaas.server")
 
@@ -69,6 +70,9 @@ class TfaasApplication(BaseApplication):
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
+            # NOTE: each worker adds a listener of its own, so connections spread over the workers.
+            "reuse_port": True,
+            "post_worker_init": add_own_listeners,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -95,6 +99,7 @@ class TfaasApplication(BaseApplication):
     def run(self) -> None:
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
         try:
+            check_port_free(self.settings.host, self.settings.rest_api_port)
             TfaasArbiter(self).run()
         except RuntimeError as exc:  # NOTE: as BaseApplication.run: a bad bind, a bad log config
             print(f"\nError: {exc}\n", file=sys.stderr)
