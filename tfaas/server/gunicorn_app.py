@@ -37,7 +37,7 @@ from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
 from tfaas.logs import ACCESS_LOG_FORMAT, logging_config
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
-from tfaas.server.listeners import add_own_listeners, check_port_free
+from tfaas.server.listeners import check_port_free
 
 log = logging.getLogger("tfaas.server")
 
@@ -70,9 +70,8 @@ class TfaasApplication(BaseApplication):
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
-            # NOTE: each worker adds a listener of its own, so connections spread over the workers.
+            # NOTE: a listening socket per worker, so connections spread over the workers (listeners.py).
             "reuse_port": True,
-            "post_worker_init": add_own_listeners,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
