@@ -51,9 +51,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+
+from tfaas.examples import save_dense
 
 HERE = Path(__file__).resolve()
 RESULTS = HERE.parent / "RESULTS.md"
@@ -102,29 +104,18 @@ def build_models(outdir: Path) -> None:
 
 def save_big_model(path: str) -> None:
     """Save the big dense network (signature ``serving_default``: ``inputs`` [None, 42] -> ``outputs``)."""
-    import tensorflow as tf
-
     rng = np.random.default_rng(BIG_SEED)
     dims = [DENSE42_INPUTS, *[BIG_WIDTH] * (BIG_HIDDEN + 1), 1]
-    module = tf.Module()
-    module.layers = []
-    for i, (fan_in, fan_out) in enumerate(zip(dims, dims[1:])):
-        weights = rng.standard_normal((fan_in, fan_out), dtype=np.float32) / np.float32(np.sqrt(fan_in))
-        biases = np.zeros(fan_out, np.float32)
-        module.layers.append((tf.Variable(weights, name=f"w{i}"), tf.Variable(biases, name=f"b{i}")))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, DENSE42_INPUTS], tf.float32, name="inputs")])
-    def predict(inputs: Any) -> dict[str, Any]:
-        hidden = inputs
-        for weights, biases in module.layers[:-1]:
-            hidden = tf.nn.relu(tf.matmul(hidden, weights) + biases)
-        weights, biases = module.layers[-1]
-        return {"outputs": tf.sigmoid(tf.matmul(hidden, weights) + biases)}
-
-    module.predict = predict
+    layers = [
+        (
+            rng.standard_normal((fan_in, fan_out), dtype=np.float32) / np.float32(np.sqrt(fan_in)),
+            np.zeros(fan_out, np.float32),
+        )
+        for fan_in, fan_out in zip(dims, dims[1:])
+    ]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(path) or ".")
-    tf.saved_model.save(module, staging, signatures={"serving_default": predict})
+    save_dense(staging, layers)
     os.rename(staging, path)
 
 

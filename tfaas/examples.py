@@ -69,15 +69,23 @@ def _save_half_plus_two(path: str) -> None:
 
 def _save_dense42(path: str) -> None:
     """Save the dense42 network with signature ``serving_default``: ``inputs`` [None, 42] -> ``outputs``."""
+    save_dense(path, dense42_weights())
+
+
+def save_dense(path: str, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Save a dense network of ``(weights, biases)`` layers (relu between them, sigmoid output) to ``path``.
+
+    Signature ``serving_default``: ``inputs`` float [None, fan-in of the first layer] -> ``outputs``.
+    """
     import tensorflow as tf
 
     module = tf.Module()
     module.layers = [
         (tf.Variable(weights, name=f"w{index}"), tf.Variable(biases, name=f"b{index}"))
-        for index, (weights, biases) in enumerate(dense42_weights())
+        for index, (weights, biases) in enumerate(layers)
     ]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, DENSE42_LAYERS[0]], tf.float32, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None, layers[0][0].shape[0]], tf.float32, name="inputs")])
     def predict(inputs: Any) -> dict[str, Any]:
         hidden = inputs
         for weights, biases in module.layers[:-1]:
