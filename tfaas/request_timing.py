@@ -13,8 +13,6 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-STAGES = ("parse", "queue", "run", "encode")
-
 _local = threading.local()
 
 

@@ -167,7 +167,7 @@ def _message_class() -> Any:
     )
     message = file.message_type.add(name="BatchingParameters")
     for name, number, type_name in fields:
-        entry = message.field.add(name=name, number=number, json_name=_camel(name))
+        entry = message.field.add(name=name, number=number)
         if type_name:
             entry.type, entry.type_name, entry.label = entry.TYPE_MESSAGE, type_name, entry.LABEL_OPTIONAL
         elif name == "allowed_batch_sizes":
@@ -178,8 +178,3 @@ def _message_class() -> Any:
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

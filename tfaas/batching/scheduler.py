@@ -119,7 +119,7 @@ class BatchScheduler:
             self._cond.notify()
 
     def queued_tasks(self) -> int:
-        """Tasks waiting for a batch thread (for metrics and tests)."""
+        """Tasks waiting for a batch thread: what a test waits on before it lets a held batch go."""
         with self._cond:
             return sum(len(batch.tasks) for batches in self._queues.values() for batch in batches)
 

@@ -20,13 +20,13 @@ import socket
 
 def check_port_free(host: str, port: int) -> None:
     """Raise ``RuntimeError`` when something already listens on ``host:port`` (SO_REUSEADDR, not REUSEPORT)."""
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    raise RuntimeError(f"Connection in use: {host}:{port}") from None
-                raise
-        return
+    # NOTE: the first address only, the one gunicorn binds as well.
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"Connection in use: {host}:{port}") from None
+            raise
