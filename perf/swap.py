@@ -811,7 +811,7 @@ ROLES = (
     ("unloading thread", "_execute_unload"),
     ("file-system source", "file_system.py"),
     ("batch threads", "_run_batches"),
-    ("request threads", "gthread.py"),
+    ("request threads", "asgi.py"),
 )
 
 

@@ -3,7 +3,7 @@
 The transport times the stages it runs (parse, run, encode); the batcher, which runs on the request
 thread until it hands the request to a batch, adds the time the request waited for its batch
 (``queue``). :func:`take` returns what one request collected, for the metrics. Thread-local, because
-each request is served by one thread from start to end (gunicorn's gthread workers).
+each request does its work on one thread, from parse to encode (a pool thread of the worker).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SIGHUP reloads the model config in every worker, without restarting them and without a failed request.
 
 One server with two workers, its model list in TF Serving's text format and no polling of it, so that
-only SIGHUP can apply a change; it logs JSON, which the last test reads.
+only SIGHUP can apply a change; it logs JSON with access lines, which the last tests read.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def server(tmp_path_factory, root: Path):
         "0",
         "--log_format",
         "json",
+        "--access_log",
+        "-",
     )
     wait_for(lambda: count(server, "Loaded servable {name: first version: 1}") == WORKERS, 60)
     yield server
@@ -152,6 +154,30 @@ def test_json_log_lines_name_the_model_and_version_they_concern(server: ServerPr
     assert all(line[:1] in "IWEF" or line.startswith(("WARNING: All log messages", "To enable")) for line in other), (
         other
     )
+
+
+def test_access_lines_name_each_request_in_json(server: ServerProcess):
+    """Predict is served by the ASGI front, status by the Flask app behind it: both write the line."""
+    assert server.post("/v1/models/second:predict?x=1", json={"instances": [[1.0]]}).status_code == 200
+    assert server.get("/v1/models/nosuch", headers={"User-Agent": "probe/1"}).status_code == 404
+
+    def line(path: str) -> dict | None:
+        found = [e for e in log_lines(server) if e["logger"] == "gunicorn.access" and e.get("path") == path]
+        return found[-1] if found else None
+
+    predicted, missing = (
+        wait_for(lambda: line("/v1/models/second:predict"), 10),
+        wait_for(lambda: line("/v1/models/nosuch"), 10),
+    )
+    assert predicted["message"].startswith('127.0.0.1 "POST /v1/models/second:predict?x=1 HTTP/1.1" 200 ')
+    assert (predicted["method"], predicted["status"], predicted["query"], predicted["model"]) == (
+        "POST",
+        200,
+        "x=1",
+        "second",
+    )
+    assert predicted["bytes"] == len(b'{"predictions":[[3.5]]}') and predicted["duration_s"] > 0
+    assert (missing["method"], missing["status"], missing["user_agent"]) == ("GET", 404, "probe/1")
 
 
 def test_a_worker_that_replaces_a_dead_one_serves_the_reloaded_list(server: ServerProcess):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -41,20 +42,25 @@ def server(tmp_path_factory, root: Path):
     launcher.close()
 
 
-def observe(server: ServerProcess) -> tuple[int, dict, dict, dict]:
+def observe(server: ServerProcess) -> tuple[int, dict, Mapping[str, str], dict]:
+    """``/readyz``'s answer, and the version states around it (``{}`` where they changed meanwhile)."""
+    before = states(server)
     ready = server.get("/readyz")
     alive = server.get("/healthz")
     assert alive.status_code == 200 and alive.json() == {"status": "alive"}
-    states = {name: server.version_states(name).get(1) for name in ("fast", "slow")}
-    return ready.status_code, ready.json(), dict(ready.headers), states
+    return ready.status_code, ready.json(), ready.headers, before if states(server) == before else {}
+
+
+def states(server: ServerProcess) -> dict:
+    return {name: server.version_states(name).get(1) for name in ("fast", "slow")}
 
 
 def test_readyz_is_503_while_a_model_loads_and_200_once_all_serve(server: ServerProcess):
-    seen: list[tuple[int, dict, dict, dict]] = []
+    seen: list[tuple[int, dict, Mapping[str, str], dict]] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         seen.append(observe(server))
-        if seen[-1][0] == 200:
+        if seen[-1][0] == 200 and seen[-1][3]:  # NOTE: ready, and no state changed while it was asked
             break
         time.sleep(0.05)
 

@@ -10,19 +10,21 @@ import threading
 from functools import partial
 
 import pytest
-from gunicorn.config import Config
-from gunicorn.glogging import Logger
 
 from tfaas.config import Settings
 from tfaas.logs import JsonFormatter
-from tfaas.server.gunicorn_app import AccessGatedLogger, SighupReloader, TfaasApplication, TfaasArbiter
+from tfaas.server.gunicorn_app import SighupReloader, TfaasApplication, TfaasArbiter
 
 
 def test_settings_become_gunicorn_settings(tmp_path):
     settings = Settings(graceful_timeout=12, threads=3, log_format="json", worker_tmp_dir=str(tmp_path))
     cfg = TfaasApplication(settings).cfg
-    assert (cfg.worker_class_str, cfg.threads, cfg.graceful_timeout, cfg.preload_app) == ("gthread", 3, 12, False)
-    assert cfg.logger_class is AccessGatedLogger
+    assert (cfg.worker_class_str, cfg.threads, cfg.graceful_timeout, cfg.preload_app) == (
+        "tfaas.server.worker.TfaasWorker",
+        3,
+        12,
+        False,
+    )
     assert cfg.logconfig_dict["formatters"]["tfaas"]["()"] == f"tfaas.logs.{JsonFormatter.__name__}"
     assert cfg.worker_tmp_dir == str(tmp_path)
     assert TfaasApplication(Settings()).cfg.worker_tmp_dir is None
@@ -87,19 +89,3 @@ def test_a_failing_reload_does_not_end_the_reload_thread(reloader):
     threading.Event().wait(0.3)
     os.kill(os.getpid(), signal.SIGHUP)
     assert done.wait(5)
-
-
-def test_access_lines_cost_nothing_without_an_access_log(monkeypatch):
-    calls = []
-    monkeypatch.setattr(Logger, "access", lambda self, *args: calls.append(args))
-    access, error = logging.getLogger("gunicorn.access"), logging.getLogger("gunicorn.error")
-    saved = access.handlers[:], error.handlers[:]
-    logger = AccessGatedLogger(Config())  # NOTE: not our logconfig_dict: dictConfig would reconfigure pytest
-    try:
-        access.handlers[:] = []
-        logger.access("resp", "req", {}, 0)
-        access.handlers[:] = [logging.NullHandler()]
-        logger.access("resp", "req", {}, 0)
-    finally:
-        access.handlers[:], error.handlers[:] = saved
-    assert calls == [("resp", "req", {}, 0)]

@@ -7,7 +7,7 @@ thread pools while the worker already answers (503 for a model that is still loa
 Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the master:
 
 - ``SIGTERM``: gunicorn's graceful stop. The master closes the listening sockets and passes SIGTERM
-  on; each gthread worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
+  on; each worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
   seconds at most), then unloads its models in ``worker_exit``; the master exits 0.
 - ``SIGHUP``: a reload of the model config, *not* gunicorn's reload (which starts new workers that
   would load every model again, answering 503 meanwhile). :class:`TfaasArbiter` forwards the signal
@@ -26,24 +26,25 @@ import queue
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.glogging import Logger
 
 from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
-from tfaas.logs import ACCESS_LOG_FORMAT, logging_config
+from tfaas.logs import logging_config
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.server.listeners import check_port_free
+
+if TYPE_CHECKING:
+    from tfaas.server.asgi import AsgiFront
 
 log = logging.getLogger("tfaas.server")
 
 
 class TfaasApplication(BaseApplication):
-    """gunicorn application serving ``settings``: gthread workers, one core per worker."""
+    """gunicorn application serving ``settings``: :class:`TfaasWorker` workers, one core per worker."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -57,15 +58,13 @@ class TfaasApplication(BaseApplication):
         options = {
             "bind": f"{s.host}:{s.rest_api_port}",
             "workers": str(s.workers or os.cpu_count() or 1),
-            "worker_class": "gthread",
+            "worker_class": "tfaas.server.worker.TfaasWorker",
             "threads": str(s.threads),
             "graceful_timeout": str(int(s.graceful_timeout)),
             "preload_app": False,
             "loglevel": s.log_level,
             # NOTE: applied by gunicorn in the master before the fork, so workers inherit it.
             "logconfig_dict": logging_config(s.log_format, s.log_level, s.access_log),
-            "logger_class": AccessGatedLogger,
-            "access_log_format": ACCESS_LOG_FORMAT,
             "worker_tmp_dir": s.worker_tmp_dir or None,
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
@@ -76,7 +75,7 @@ class TfaasApplication(BaseApplication):
         for key, value in options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> AsgiFront:
         """Build this worker's core and app (runs in the worker, after the fork)."""
         # NOTE: first of all: gunicorn has just reset SIGHUP to its default action (terminate), and a
         # reload asked for while the core is being built must wait for it, not kill the worker.
@@ -85,6 +84,7 @@ class TfaasApplication(BaseApplication):
 
         from tfaas.servables import tf_runtime
         from tfaas.server.app import create_app
+        from tfaas.server.asgi import AsgiFront
         from tfaas.server_core import ServerCore
 
         # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
@@ -93,7 +93,7 @@ class TfaasApplication(BaseApplication):
         self.core = ServerCore(with_current_models(self.settings))
         self.core.start()
         self.reloader.start(self.core.reload_config)
-        return create_app(self.core)
+        return AsgiFront(self.core, create_app(self.core), self.settings.threads)
 
     def run(self) -> None:
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
@@ -187,18 +187,6 @@ class SighupReloader:
                 reload()
             except Exception:  # NOTE: a failed reload must not end the thread (the next HUP retries)
                 log.exception("Reloading the model config failed")
-
-
-class AccessGatedLogger(Logger):
-    """gunicorn's logger, writing access lines only where ``access_log`` sends them.
-
-    NOTE: gunicorn logs every request once ``logconfig_dict`` is set; with no handler on
-    ``gunicorn.access`` this skips that work (building the line's atoms) on the request path.
-    """
-
-    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        if self.access_log.handlers:
-            super().access(resp, req, environ, request_time)
 
 
 def serve(settings: Settings) -> None:

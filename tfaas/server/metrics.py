@@ -20,11 +20,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, g
 
 from tfaas import request_timing
 from tfaas.metrics import CONTENT_TYPE, Metrics
+
+if TYPE_CHECKING:
+    from tfaas.server_core import ServerCore
 
 log = logging.getLogger("tfaas.server")
 
@@ -55,9 +59,14 @@ def track() -> RequestLabels:
     return labels
 
 
+def current_labels() -> RequestLabels | None:
+    """The labels of the current Flask request, if it is tracked."""
+    return g.get(_G_KEY)
+
+
 def note_version(version: int) -> None:
     """The current request took a handle on ``version``."""
-    labels: RequestLabels | None = g.get(_G_KEY)
+    labels = current_labels()
     if labels is not None:
         labels.version = str(version)
 
@@ -78,23 +87,30 @@ def prometheus_metrics() -> Response:
 
 def _record_request(response: Response) -> Response:
     labels: RequestLabels | None = g.pop(_G_KEY, None)
-    if labels is None:
-        return response
+    if labels is not None:
+        core = current_app.extensions.get("tfaas.core")
+        record(core, current_app.extensions[_EXTENSION], labels, response.status_code)
+    return response
+
+
+def record(core: ServerCore | None, metrics: Metrics, labels: RequestLabels, http_status: int) -> None:
+    """Record an answered request, and its stages (collected on this thread) when it succeeded.
+
+    ``core`` is the ``ServerCore`` whose served models bound the ``model`` label. Called by the
+    Flask hook above and by the ASGI front's predict path.
+    """
     stages = request_timing.take()
     try:
-        core = current_app.extensions.get("tfaas.core")
         served = core is not None and labels.model in core.model_names
         model = labels.model if served else ""
-        metrics: Metrics = current_app.extensions[_EXTENSION]
         metrics.observe_request(
             model=model,
             version=labels.version if served else "",
             api=labels.api,
-            http_status=response.status_code,
+            http_status=http_status,
             seconds=time.perf_counter() - labels.started,
         )
-        if response.status_code == 200:
+        if http_status == 200:
             metrics.observe_stages(model=model, api=labels.api, stages=stages)
     except Exception:  # NOTE: metrics must never fail a request that has been answered
         log.exception("Recording request metrics failed")
-    return response

@@ -70,14 +70,20 @@ def dispatch(_rest: str) -> Response:
     return handler(spec) if spec is not None else handler()
 
 
+def predict_match(path: str) -> re.Match[str] | None:
+    """The match of a ``…:predict`` path (any case, as TF Serving), ``None`` for any other path."""
+    post = _POST_PATH.fullmatch(path)
+    return post if post and post.group("verb").lower() == "predict" else None
+
+
 def resolve(method: str, path: str) -> tuple[Callable[..., Response], ModelSpec | None]:
     """The handler of a ``/v1`` request and its model spec, or the 400/405 TF Serving answers."""
     post = _POST_PATH.fullmatch(path)
     if post and method == "POST":
-        return _INFERENCE[post.group("verb").lower()], _model_spec(post)
+        return _INFERENCE[post.group("verb").lower()], model_spec(post)
     get = _GET_PATH.fullmatch(path)
     if get and method == "GET":
-        return (model_metadata if get.group("metadata") else model_status), _model_spec(get)
+        return (model_metadata if get.group("metadata") else model_status), model_spec(get)
     listing = _LIST_PATH.fullmatch(path)
     if listing and method == "GET":
         return list_models, None
@@ -86,7 +92,7 @@ def resolve(method: str, path: str) -> tuple[Callable[..., Response], ModelSpec 
     raise InvalidArgument(f"Malformed request: {method} {path}")
 
 
-def _model_spec(match: re.Match[str]) -> ModelSpec:
+def model_spec(match: re.Match[str]) -> ModelSpec:
     version = match.group("version")
     if version is not None and int(version) > _INT64_MAX:
         raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
@@ -117,9 +123,8 @@ def _version_status(state: ServableState) -> dict[str, Any]:
     }
 
 
-def parse_json_body() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 in TF Serving's words."""
-    data = request.get_data(cache=False)
+def parse_json_body(data: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or a 400 in TF Serving's words."""
     if not data.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
@@ -176,10 +181,18 @@ def _signature_name(body: dict[str, Any]) -> str:
 
 def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
+    return json_response(predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels()))
+
+
+def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics.RequestLabels | None) -> bytes:
+    """The predict answer to the request body ``data``, transport aside (the Flask route and the ASGI
+    front both call this); ``labels`` get the version that answered."""
     with request_timing.timed("parse"):
-        body = parse_json_body()
+        body = parse_json_body(data)
         signature_name = _signature_name(body)
-    with _handle(spec) as handle:
+    with core.get_handle(spec) as handle:
+        if labels is not None:
+            labels.version = str(handle.id.version)
         signature = handle.servable.signatures.get(signature_name)
         if signature is None:
             raise InvalidArgument(f'Serving signature name: "{signature_name}" not found in signature def')
@@ -188,8 +201,7 @@ def predict(spec: ModelSpec) -> Response:
         with request_timing.timed("run"):
             outputs = handle.servable.run(signature_name, decoded.inputs)
     with request_timing.timed("encode"):
-        encoded = encode_predict_response(outputs, decoded.columnar)
-    return json_response(encoded)
+        return encode_predict_response(outputs, decoded.columnar)
 
 
 def classify(spec: ModelSpec) -> Response:
@@ -204,7 +216,7 @@ def regress(spec: ModelSpec) -> Response:
 
 def _run_examples(spec: ModelSpec, method: str, run: Callable[[Any, str, list[bytes]], bytes]) -> Response:
     """Classify and regress share everything but the call that runs the signature."""
-    body = parse_json_body()
+    body = parse_json_body(request.get_data(cache=False))
     signature_name = _signature_name(body)
     examples = decode_examples(body, method)
     with _handle(spec) as handle:

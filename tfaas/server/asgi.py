@@ -1,0 +1,170 @@
+"""The ASGI front of a worker: TF Serving's predict calls served natively, every other request passed
+to the Flask app.
+
+Why: under ``wrk -c32`` on dense42, gunicorn's ``gthread`` worker and Flask cost about half of the
+GIL-holding time of a batch-1 predict (py-spy). Served by uvicorn (C HTTP parser, uvloop), with the
+predict path skipping Flask's contexts and hooks, the same worker answered about twice the requests
+(perf/RESULTS.md). The Flask app stays complete (predict included) and serves everything else: its
+routes are WSGI, run on a thread pool by ``a2wsgi``.
+
+The predict lane reads the body on the event loop, then does the rest (JSON parse, the model call,
+which may wait for a batch, the encoding, the metrics) on a thread of its own pool, because all of
+it blocks; answers and errors are exactly those of the Flask route (``rest_api.predict_body`` and
+the same ``{"error": ...}`` mapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable
+
+import orjson
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+
+from tfaas import request_timing
+from tfaas.errors import PayloadTooLarge, TfaasError
+from tfaas.logs import ACCESS_LOG_FORMAT
+from tfaas.server import metrics, rest_api
+from tfaas.server_core import ServerCore
+
+log = logging.getLogger("tfaas.server")
+_access_log = logging.getLogger("gunicorn.access")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before it had sent the whole body."""
+
+
+class AsgiFront:
+    """The ASGI app of one worker over ``core``, with ``wsgi_app`` (the Flask app) for everything but predict.
+
+    ``threads`` sizes each of the two thread pools (predict, and the Flask app's requests).
+    """
+
+    def __init__(self, core: ServerCore, wsgi_app: Flask, threads: int) -> None:
+        self._core = core
+        self._max_body = core.settings.max_upload_bytes
+        self._predict_pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
+        self._wsgi = WSGIMiddleware(wsgi_app, workers=threads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # NOTE: no lifespan or websockets (the worker turns both off)
+            return
+        started = time.perf_counter()
+        match = rest_api.predict_match(scope["path"]) if scope["method"] == "POST" else None
+        if _access_log.handlers:
+            send = _AccessLine(scope, send, started)
+        if match is None:
+            await self._wsgi(scope, receive, send)
+        else:
+            await self._predict(match, scope, receive, send)
+
+    async def _predict(self, match: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        labels = metrics.RequestLabels(api="predict", model=match.group("name"))
+        try:
+            data = await _read_body(scope, receive, self._max_body)
+        except ClientDisconnected:
+            return
+        except TfaasError as exc:
+            status, body = exc.http_status, _error_body(exc.message)
+        else:
+            loop = asyncio.get_running_loop()
+            status, body = await loop.run_in_executor(self._predict_pool, self._answer, match, data, labels)
+        await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+        await send({"type": "http.response.body", "body": body})
+
+    def _answer(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+        """Status and body of a predict call (on a pool thread), recorded in the metrics."""
+        request_timing.begin()
+        try:
+            status, body = 200, rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
+        except TfaasError as exc:
+            status, body = exc.http_status, _error_body(exc.message)
+        except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
+            log.exception("Unhandled error while serving a request")
+            status, body = 500, _error_body(f"Internal error: {type(exc).__name__}: {exc}")
+        metrics.record(self._core, self._core.metrics, labels, status)
+        return status, body
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers."""
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(_TOO_LARGE)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(_TOO_LARGE)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_TOO_LARGE = "The data value transmitted exceeds the capacity limit."
+"""Werkzeug's words for a 413, which the Flask app answers with."""
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+class _AccessLine:
+    """A ``send`` that writes the request's access line, in gunicorn's format and atoms, once the
+    response is sent (used only while ``gunicorn.access`` has a handler)."""
+
+    def __init__(self, scope: Scope, send: Send, started: float) -> None:
+        self._scope, self._send, self._started = scope, send, started
+        self._status, self._bytes = 0, 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.start":
+            self._status = message["status"]
+        elif message["type"] == "http.response.body":
+            self._bytes += len(message.get("body", b""))
+            if not message.get("more_body"):
+                _access_log.info(ACCESS_LOG_FORMAT, self._atoms())
+
+    def _atoms(self) -> dict[str, Any]:
+        scope = self._scope
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        headers = dict(scope["headers"])
+        client = scope.get("client")
+        return {
+            "h": client[0] if client else "-",
+            "m": scope["method"],
+            "U": scope["path"],
+            "q": query,
+            "r": f"{scope['method']} {target}{'?' + query if query else ''} HTTP/{scope['http_version']}",
+            "s": str(self._status),
+            "b": str(self._bytes) if self._bytes else "-",
+            "B": self._bytes,
+            "L": f"{time.perf_counter() - self._started:.6f}",
+            "a": headers.get(b"user-agent", b"-").decode("latin-1"),
+        }
