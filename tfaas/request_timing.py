@@ -1,29 +1,30 @@
-"""Where a request's time goes: parse, queue, run, encode — collected per request thread.
+"""Where a request's time goes: parse, queue, run, encode — collected per request.
 
 The transport times the stages it runs (parse, run, encode); the batcher, which runs on the request
 thread until it hands the request to a batch, adds the time the request waited for its batch
-(``queue``). :func:`take` returns what one request collected, for the metrics. Thread-local, because
-each request does its work on one thread, from parse to encode (a pool thread of the worker).
+(``queue``). :func:`take` returns what one request collected, for the metrics. The collection lives in
+a context variable: per thread for a request served on a pool thread, per asyncio task for one served
+on the event loop (each request is a task of its own there).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
-_local = threading.local()
+_seconds: ContextVar[dict[str, float] | None] = ContextVar("tfaas_request_seconds", default=None)
 
 
 def begin() -> None:
-    """Start collecting for the request the calling thread serves."""
-    _local.seconds = {}
+    """Start collecting for the request the calling thread (or asyncio task) serves."""
+    _seconds.set({})
 
 
 def add(stage: str, seconds: float) -> None:
     """Add ``seconds`` to ``stage`` of the current request (ignored outside a request)."""
-    collected: dict[str, float] | None = getattr(_local, "seconds", None)
+    collected = _seconds.get()
     if collected is not None:
         collected[stage] = collected.get(stage, 0.0) + seconds
 
@@ -44,8 +45,8 @@ def take() -> dict[str, float]:
     ``run`` is timed around the whole model call, which includes the wait for a batch; the wait is
     reported as ``queue`` and taken out of ``run``, so the stages add up to the request's work.
     """
-    collected: dict[str, float] = getattr(_local, "seconds", None) or {}
-    _local.seconds = None
+    collected = _seconds.get() or {}
+    _seconds.set(None)
     if "queue" in collected and "run" in collected:
         collected["run"] = max(collected["run"] - collected["queue"], 0.0)
     return collected

@@ -115,6 +115,24 @@ def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows_in_order(p
     servable.close()
 
 
+def test_a_submitted_task_calls_back_from_the_batch_thread_and_then_waits_for_nothing() -> None:
+    fake = FakeServable()
+    servable = batching(fake, max_batch_size=4)
+    called: list[tuple[str, bool]] = []
+    back = threading.Event()
+
+    def on_done(task) -> None:
+        called.append((threading.current_thread().name, task.done))
+        back.set()
+
+    task = servable.submit(SIGNATURE, {"x": rows(1.0, 2.0)}, on_done)
+    assert task is not None and back.wait(5)
+    assert called == [(fake.runs[0][1], True)] and called[0][0].startswith("batch-fake-1")
+    np.testing.assert_array_equal(task.wait()["y"], rows(2.0, 3.0))
+    assert servable.submit(SIGNATURE, {"x": rows(*range(5))}) is None, "more than a full batch: the caller runs it"
+    servable.close()
+
+
 def test_batches_hold_at_most_max_batch_size_rows(pool) -> None:
     fake = FakeServable()
     servable = batching(fake, max_batch_size=4)

@@ -76,6 +76,19 @@ def test_concurrent_batched_answers_equal_unbatched_ones_exactly_and_in_order(se
     assert sizes["count"] < len(requests) and sizes["sum"] / sizes["count"] > 2, "requests did share batches"
 
 
+def test_a_large_body_is_answered_as_its_rows_are_in_small_requests(server: ServerProcess) -> None:
+    """Bodies over the front's LOOP_BODY_BYTES take the pool-thread lane; the answers must not differ."""
+    from tfaas.server.asgi import LOOP_BODY_BYTES
+
+    rows = np.random.default_rng(11).random((400, 42), dtype=np.float32).tolist()
+    assert len(json.dumps({"instances": rows})) > LOOP_BODY_BYTES
+    for model in ("batched", "plain"):
+        status, body = predict(server, model, rows)
+        assert status == 200
+        pairs = [predict(server, model, rows[i : i + 2]) for i in range(0, len(rows), 2)]
+        assert [row for _, pair in pairs for row in json.loads(pair)["predictions"]] == json.loads(body)["predictions"]
+
+
 def test_a_lone_request_is_padded_flushed_after_the_timeout_and_answered(server: ServerProcess) -> None:
     status, body = predict(server, "padded", [[1.0], [3.0], [5.0]])
     assert status == 200

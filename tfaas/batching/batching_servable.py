@@ -71,16 +71,30 @@ class BatchingServable:
 
         Raises what ``inner.run`` raises, and ``Unavailable`` when the queue is full.
         """
-        checked = self.inner.check_inputs(signature_name, inputs)
-        rows = _rows(checked)
-        if rows is None or rows > self.parameters.max_batch_size or signature_name in self._unbatchable:
-            return self.inner.run(signature_name, checked)
-        task = Task(rows, (signature_name, checked))
-        self._scheduler.schedule(_queue_key(signature_name, checked), task)
+        task = self.submit(signature_name, inputs)
+        if task is None:
+            return self.inner.run(signature_name, inputs)
         try:
             return task.wait()
         finally:
-            request_timing.add("queue", max(task.started - task.enqueued, 0.0))
+            request_timing.add("queue", queue_seconds(task))
+
+    def submit(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Callable[[Task], None] | None = None
+    ) -> Task | None:
+        """Queue the request for a batch and return its task, or ``None`` for a request that cannot share
+        one, which the caller runs with ``run``. ``on_done`` is called on the batch thread once the
+        task has its result; :meth:`Task.wait` then gives it (or raises its error) without blocking.
+
+        Raises ``InvalidArgument`` for inputs the signature refuses and ``Unavailable`` when the queue is full.
+        """
+        checked = self.inner.check_inputs(signature_name, inputs)
+        rows = _rows(checked)
+        if rows is None or rows > self.parameters.max_batch_size or signature_name in self._unbatchable:
+            return None
+        task = Task(rows, (signature_name, checked), on_done)
+        self._scheduler.schedule(_queue_key(signature_name, checked), task)
+        return task
 
     def close(self) -> None:
         """Run every queued request, then stop the batch threads (before ``inner`` is unloaded)."""
@@ -120,6 +134,11 @@ class BatchingServable:
             task.finish(self.inner.run(signature_name, inputs))
         except Exception as error:
             task.fail(error)
+
+
+def queue_seconds(task: Task) -> float:
+    """How long ``task`` waited for its batch to start."""
+    return max(task.started - task.enqueued, 0.0)
 
 
 class NotBatchable(Exception):

@@ -34,11 +34,16 @@ log = logging.getLogger("tfaas.batching")
 
 
 class Task:
-    """One request's share of a batch: ``size`` rows of ``payload``; the request thread waits on it."""
+    """One request's share of a batch: ``size`` rows of ``payload``.
 
-    __slots__ = ("size", "payload", "enqueued", "started", "done", "_signal", "_result", "_error")
+    The request waits for it in one of two ways: a thread blocks in :meth:`wait`, or an event loop
+    passes ``on_done``, which the batch thread calls once the task has its result (then :meth:`wait`
+    returns at once).
+    """
 
-    def __init__(self, size: int, payload: Any) -> None:
+    __slots__ = ("size", "payload", "enqueued", "started", "done", "_signal", "_result", "_error", "_on_done")
+
+    def __init__(self, size: int, payload: Any, on_done: Callable[[Task], None] | None = None) -> None:
         self.size = size
         self.payload = payload
         self.enqueued = 0.0
@@ -48,16 +53,26 @@ class Task:
         self._signal.acquire()
         self._result: Any = None
         self._error: BaseException | None = None
+        self._on_done = on_done
 
     def finish(self, result: Any) -> None:
-        """Hand ``result`` to the waiting request thread (once)."""
-        self._result, self.done = result, True
-        self._signal.release()
+        """Hand ``result`` to the waiting request (once)."""
+        self._result = result
+        self._settle()
 
     def fail(self, error: BaseException) -> None:
-        """Make the waiting request thread raise ``error`` (once)."""
-        self._error, self.done = error, True
+        """Make the waiting request raise ``error`` (once)."""
+        self._error = error
+        self._settle()
+
+    def _settle(self) -> None:
+        self.done = True
         self._signal.release()
+        if self._on_done is not None:
+            try:
+                self._on_done(self)
+            except Exception:  # NOTE: e.g. the waiting loop closed; the batch's other tasks still get theirs
+                log.exception("Handing a batched result to its request failed")
 
     def wait(self) -> Any:
         """Block until the task's batch has run; its result, or the error raised for it."""

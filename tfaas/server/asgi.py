@@ -7,10 +7,13 @@ predict path skipping Flask's contexts and hooks, the same worker answered about
 (perf/RESULTS.md). The Flask app stays complete (predict included) and serves everything else: its
 routes are WSGI, run on a thread pool by ``a2wsgi``.
 
-The predict lane reads the body on the event loop, then does the rest (JSON parse, the model call,
-which may wait for a batch, the encoding, the metrics) on a thread of its own pool, because all of
-it blocks; answers and errors are exactly those of the Flask route (``rest_api.predict_body`` and
-the same ``{"error": ...}`` mapping).
+The predict lane reads the body on the event loop. A small body (up to ``LOOP_BODY_BYTES``) is then
+parsed, decoded and, once the model has run, encoded on the loop too: the model call goes to the
+batcher's queue with a callback, and the batch thread that runs it wakes the loop, so a batched request
+costs two thread hand-offs (loop → batch thread → loop) and holds no thread while it waits. A servable
+that does not batch (or a request it cannot batch) runs on a pool thread. A large body does all its
+work on a pool thread. Answers and errors are exactly those of the Flask route: the same steps
+(``rest_api.parse_predict`` … ``encode_predict``) and the same ``{"error": ...}`` mapping.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator
 
+import numpy as np
 import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from tfaas import request_timing
+from tfaas.batching.batching_servable import queue_seconds
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.logs import ACCESS_LOG_FORMAT
 from tfaas.server import metrics, rest_api
@@ -53,7 +59,7 @@ class AsgiFront:
     def __init__(self, core: ServerCore, wsgi_app: Flask, threads: int) -> None:
         self._core = core
         self._max_body = core.settings.max_upload_bytes
-        self._predict_pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
         self._wsgi = WSGIMiddleware(wsgi_app, workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,23 +83,80 @@ class AsgiFront:
         except TfaasError as exc:
             status, body = exc.http_status, _error_body(exc.message)
         else:
-            loop = asyncio.get_running_loop()
-            status, body = await loop.run_in_executor(self._predict_pool, self._answer, match, data, labels)
+            if len(data) <= LOOP_BODY_BYTES:
+                status, body = await self._answer_on_loop(match, data, labels)
+            else:
+                loop = asyncio.get_running_loop()
+                status, body = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
         await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
         await send({"type": "http.response.body", "body": body})
 
     def _answer(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
-        """Status and body of a predict call (on a pool thread), recorded in the metrics."""
+        """Status and body of a predict call, all on a pool thread, recorded in the metrics."""
         request_timing.begin()
+        with _answered(self._core, labels) as answer:
+            answer.body = rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
+        return answer.status, answer.body
+
+    async def _answer_on_loop(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+        """Status and body of a small predict call: parse and encode on the loop, the model call awaited."""
+        request_timing.begin()
+        with _answered(self._core, labels) as answer:
+            call = rest_api.parse_predict(data)
+            with self._core.get_handle(rest_api.model_spec(match)) as handle:
+                request = rest_api.decode_predict(call, handle, labels)
+                outputs = await self._run(handle.servable, call.signature_name, request.inputs)
+            answer.body = rest_api.encode_predict(outputs, request.columnar)
+        return answer.status, answer.body
+
+    async def _run(self, servable: Any, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model call: through the batcher's queue when the servable batches this request (its batch
+        thread wakes the loop), else on a pool thread."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        submit = getattr(servable, "submit", None)
+        task = None
+        if submit is not None:
+            done = loop.create_future()
+            task = submit(signature_name, inputs, lambda _: loop.call_soon_threadsafe(_settle, done))
         try:
-            status, body = 200, rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
-        except TfaasError as exc:
-            status, body = exc.http_status, _error_body(exc.message)
-        except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
-            log.exception("Unhandled error while serving a request")
-            status, body = 500, _error_body(f"Internal error: {type(exc).__name__}: {exc}")
-        metrics.record(self._core, self._core.metrics, labels, status)
-        return status, body
+            if task is None:
+                return await loop.run_in_executor(self._pool, servable.run, signature_name, inputs)
+            await done
+            request_timing.add("queue", queue_seconds(task))
+            return task.wait()
+        finally:
+            request_timing.add("run", time.perf_counter() - started)
+
+
+LOOP_BODY_BYTES = 64 * 1024
+"""Predict bodies up to this size are parsed and answered on the event loop (a one-row dense42 body
+takes ~20 µs); larger ones on a pool thread, so a big batch never stalls the worker's other connections."""
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():  # NOTE: cancelled when the worker stopped waiting (graceful timeout)
+        done.set_result(None)
+
+
+class _Answer:
+    status: int = 200
+    body: bytes = b""
+
+
+@contextmanager
+def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answer]:
+    """The answer of the ``with`` body: its ``body`` as set, or the error it raised as the Flask app maps
+    it; recorded in the metrics either way."""
+    answer = _Answer()
+    try:
+        yield answer
+    except TfaasError as exc:
+        answer.status, answer.body = exc.http_status, _error_body(exc.message)
+    except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
+        log.exception("Unhandled error while serving a request")
+        answer.status, answer.body = 500, _error_body(f"Internal error: {type(exc).__name__}: {exc}")
+    metrics.record(core, core.metrics, labels, answer.status)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

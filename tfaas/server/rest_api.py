@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -23,7 +24,7 @@ from tfaas.errors import InvalidArgument, MethodNotAllowed
 from tfaas.servables.classify_regress import classify as classify_examples
 from tfaas.servables.classify_regress import decode_examples
 from tfaas.servables.classify_regress import regress as regress_examples
-from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
+from tfaas.servables.json_tensor import PredictRequest, decode_predict_request, encode_predict_response
 from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 
@@ -185,23 +186,46 @@ def predict(spec: ModelSpec) -> Response:
 
 
 def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics.RequestLabels | None) -> bytes:
-    """The predict answer to the request body ``data``, transport aside (the Flask route and the ASGI
-    front both call this); ``labels`` get the version that answered."""
+    """The predict answer to the request body ``data``, on the calling thread; ``labels`` get the
+    version that answered. The ASGI front runs the same steps with the model call awaited."""
+    call = parse_predict(data)
+    with core.get_handle(spec) as handle:
+        request = decode_predict(call, handle, labels)
+        with request_timing.timed("run"):
+            outputs = handle.servable.run(call.signature_name, request.inputs)
+    return encode_predict(outputs, request.columnar)
+
+
+@dataclass(frozen=True)
+class PredictCall:
+    """A predict body, parsed, and the signature it names."""
+
+    body: dict[str, Any]
+    signature_name: str
+
+
+def parse_predict(data: bytes) -> PredictCall:
+    """Step 1 of a predict: the JSON body (timed as ``parse``)."""
     with request_timing.timed("parse"):
         body = parse_json_body(data)
-        signature_name = _signature_name(body)
-    with core.get_handle(spec) as handle:
-        if labels is not None:
-            labels.version = str(handle.id.version)
-        signature = handle.servable.signatures.get(signature_name)
-        if signature is None:
-            raise InvalidArgument(f'Serving signature name: "{signature_name}" not found in signature def')
-        with request_timing.timed("parse"):
-            decoded = decode_predict_request(body, signature)
-        with request_timing.timed("run"):
-            outputs = handle.servable.run(signature_name, decoded.inputs)
+        return PredictCall(body, _signature_name(body))
+
+
+def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.RequestLabels | None) -> PredictRequest:
+    """Step 2: the inputs for the signature of the version ``handle`` holds (timed as ``parse``)."""
+    if labels is not None:
+        labels.version = str(handle.id.version)
+    signature = handle.servable.signatures.get(call.signature_name)
+    if signature is None:
+        raise InvalidArgument(f'Serving signature name: "{call.signature_name}" not found in signature def')
+    with request_timing.timed("parse"):
+        return decode_predict_request(call.body, signature)
+
+
+def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> bytes:
+    """Step 4, after the model call: the response body (timed as ``encode``)."""
     with request_timing.timed("encode"):
-        return encode_predict_response(outputs, decoded.columnar)
+        return encode_predict_response(outputs, columnar)
 
 
 def classify(spec: ModelSpec) -> Response:
