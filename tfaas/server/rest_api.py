@@ -24,7 +24,15 @@ from tfaas.errors import InvalidArgument, MethodNotAllowed
 from tfaas.servables.classify_regress import classify as classify_examples
 from tfaas.servables.classify_regress import decode_examples
 from tfaas.servables.classify_regress import regress as regress_examples
-from tfaas.servables.json_tensor import PredictRequest, decode_predict_request, encode_predict_response
+from tfaas.servables.json_tensor import (
+    NUMERIC_BODY_BYTES,
+    NumericBody,
+    PredictRequest,
+    decode_numeric_body,
+    decode_predict_request,
+    encode_predict_response,
+    parse_numeric_body,
+)
 from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 
@@ -198,17 +206,26 @@ def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics
 
 @dataclass(frozen=True)
 class PredictCall:
-    """A predict body, parsed, and the signature it names."""
+    """A predict body, parsed, and the signature it names.
 
-    body: dict[str, Any]
+    A large body of one numeric tensor comes as ``numeric`` (``body`` stays unparsed until a signature
+    that cannot take it asks for the general path).
+    """
+
+    data: bytes
     signature_name: str
+    body: dict[str, Any] | None = None
+    numeric: NumericBody | None = None
 
 
 def parse_predict(data: bytes) -> PredictCall:
     """Step 1 of a predict: the JSON body (timed as ``parse``)."""
     with request_timing.timed("parse"):
+        numeric = parse_numeric_body(data) if len(data) >= NUMERIC_BODY_BYTES else None
+        if numeric is not None:
+            return PredictCall(data, numeric.signature_name or DEFAULT_SIGNATURE, numeric=numeric)
         body = parse_json_body(data)
-        return PredictCall(body, _signature_name(body))
+        return PredictCall(data, _signature_name(body), body=body)
 
 
 def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.RequestLabels | None) -> PredictRequest:
@@ -219,7 +236,10 @@ def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.Re
     if signature is None:
         raise InvalidArgument(f'Serving signature name: "{call.signature_name}" not found in signature def')
     with request_timing.timed("parse"):
-        return decode_predict_request(call.body, signature)
+        request = decode_numeric_body(call.numeric, signature) if call.numeric is not None else None
+        if request is not None:
+            return request
+        return decode_predict_request(call.body if call.body is not None else parse_json_body(call.data), signature)
 
 
 def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> bytes:
