@@ -158,7 +158,8 @@ def test_json_log_lines_name_the_model_and_version_they_concern(server: ServerPr
 
 def test_access_lines_name_each_request_in_json(server: ServerProcess):
     """Predict is served by the ASGI front, status by the Flask app behind it: both write the line."""
-    assert server.post("/v1/models/second:predict?x=1", json={"instances": [[1.0]]}).status_code == 200
+    predicted = server.post("/v1/models/second:predict?x=1", json={"instances": [[1.0]]})
+    assert predicted.status_code == 200 and predicted.headers["Content-Length"] == str(len(predicted.content))
     assert server.get("/v1/models/nosuch", headers={"User-Agent": "probe/1"}).status_code == 404
 
     def line(path: str) -> dict | None:

@@ -66,6 +66,8 @@ def tfs(server, shared_testdata) -> ServerProcess:
 def call(server: ServerProcess, path: str, body: dict) -> tuple[int, dict]:
     response = server.post(path, json=body)
     assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Length"] == str(len(response.content)), "framed as TF Serving frames it"
+    assert "Transfer-Encoding" not in response.headers
     return response.status_code, response.json()
 
 

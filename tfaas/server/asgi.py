@@ -88,7 +88,10 @@ class AsgiFront:
             else:
                 loop = asyncio.get_running_loop()
                 status, body = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
-        await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+        # NOTE: with no content-length uvicorn would send the body chunked, which clients that frame
+        # responses by Content-Length (as TF Serving sends them) cannot read.
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _answer(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
