@@ -621,6 +621,12 @@ class Settings:
         tf_flag="--num_request_iterations_for_warmup",
         check=_at_least(0),
     )
+    first_call_warmup: bool = _option(
+        True,
+        "Before a version without a warmup file serves, call each of its signatures that has no side effect"
+        " (reading variables aside) once on zeros, so that TensorFlow's first-call graph optimization is not"
+        " paid by the first requests.",
+    )
     graceful_timeout: float = _option(
         30.0,
         "Seconds allowed to finish in-flight requests on shutdown before exiting.",

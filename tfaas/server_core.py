@@ -67,7 +67,9 @@ class ServerCore:
         self.metrics = metrics if metrics is not None else default_metrics()
         self.metrics.watch(self.bus)
         # NOTE: process-wide, as there is one ServerCore per worker process.
-        warmup.configure(warmup.WarmupOptions(settings.num_request_iterations_for_warmup, self.metrics))
+        warmup.configure(
+            warmup.WarmupOptions(settings.num_request_iterations_for_warmup, self.metrics, settings.first_call_warmup)
+        )
         self.manager = AspiredVersionsManager(
             self.bus,
             num_load_threads=settings.num_load_threads,

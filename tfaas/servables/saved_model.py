@@ -25,9 +25,11 @@ import numpy as np
 
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
+from tfaas.servables.first_call import warm_first_calls
 from tfaas.servables.model_params import ModelParams, read_labels, read_params
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.servables.warmup import WarmupOptions, run_warmup
+from tfaas.servables.warmup import current_options as warmup_options
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -91,7 +93,9 @@ class SavedModelLoader:
         )
         try:
             # NOTE: inside the load, so the version becomes AVAILABLE only once it is warm.
-            run_warmup(self._servable, self._id.name, self._path, self._warmup)
+            options = self._warmup or warmup_options()
+            if not run_warmup(self._servable, self._id.name, self._path, options) and options.first_call:
+                warm_first_calls(self._servable, functions, self._id.name, self._id.version)
         except BaseException:
             self.unload()
             raise

@@ -51,10 +51,12 @@ class DataLoss(Internal):
 @dataclass(frozen=True)
 class WarmupOptions:
     """How versions warm up: ``iterations`` replays per record (``< 1`` means 1), recorded in ``metrics``
-    (``None``: the process's default metrics)."""
+    (``None``: the process's default metrics); ``first_call``: a version without a warmup file gets a
+    first call on zeros instead (``tfaas.servables.first_call``)."""
 
     iterations: int = 1
     metrics: Metrics | None = None
+    first_call: bool = True
 
 
 _options = WarmupOptions()
