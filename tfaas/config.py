@@ -577,7 +577,12 @@ class Settings:
         "Worker processes; each one loads every model. 0: one per CPU core (measured best, perf/RESULTS.md).",
         check=_at_least(0),
     )
-    threads: int = _option(8, "Request-handling threads per worker.", check=_at_least(1))
+    threads: int = _option(
+        8,
+        "Threads per worker for work off its event loop: predict calls that cannot batch or carry large bodies,"
+        " and every other route (a pool of this size each).",
+        check=_at_least(1),
+    )
     num_load_threads: int = _option(
         2,
         "Threads that load model versions (TF Serving's 0 means inline; here at least 1).",
@@ -666,13 +671,15 @@ class Settings:
     )
     tensorflow_intra_op_parallelism: int = _option(
         0,
-        "Threads TensorFlow may use inside one op (a matmul) per worker; 0: TensorFlow's choice (one per core).",
+        "Threads TensorFlow may use inside one op (a matmul) per worker; 0: the worker's share of the cores"
+        " (1 with one worker per core; TF Serving's 0 is every core).",
         tf_flag="--tensorflow_intra_op_parallelism",
         check=_at_least(0),
     )
     tensorflow_inter_op_parallelism: int = _option(
         0,
-        "Threads TensorFlow may use to run independent ops at once per worker; 0: TensorFlow's choice.",
+        "Threads TensorFlow may use to run independent ops at once per worker; 0: the worker's share of the"
+        " cores, as above.",
         tf_flag="--tensorflow_inter_op_parallelism",
         check=_at_least(0),
     )

@@ -89,7 +89,8 @@ class TfaasApplication(BaseApplication):
 
         # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        tf_runtime.start(self.settings.tensorflow_intra_op_parallelism, self.settings.tensorflow_inter_op_parallelism)
+        s = self.settings
+        tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
         self.core = ServerCore(with_current_models(self.settings))
         self.core.start()
         self.reloader.start(self.core.reload_config)
