@@ -82,6 +82,7 @@ class AsgiFront:
             return
         except TfaasError as exc:
             status, body = exc.http_status, _error_body(exc.message)
+            metrics.record(self._core, self._core.metrics, labels, status)
         else:
             if len(data) <= LOOP_BODY_BYTES:
                 status, body = await self._answer_on_loop(match, data, labels)
