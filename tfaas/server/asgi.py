@@ -26,15 +26,16 @@ from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
-import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from tfaas import request_timing
 from tfaas.batching.batching_servable import queue_seconds
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.logs import ACCESS_LOG_FORMAT
 from tfaas.server import metrics, rest_api
+from tfaas.server.errors import error_body, server_fault_message
 from tfaas.server_core import ServerCore
 
 log = logging.getLogger("tfaas.server")
@@ -81,7 +82,7 @@ class AsgiFront:
         except ClientDisconnected:
             return
         except TfaasError as exc:
-            status, body = exc.http_status, _error_body(exc.message)
+            status, body = exc.http_status, error_body(exc.message)
             metrics.record(self._core, self._core.metrics, labels, status)
         else:
             if len(data) <= LOOP_BODY_BYTES:
@@ -156,10 +157,10 @@ def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answ
     try:
         yield answer
     except TfaasError as exc:
-        answer.status, answer.body = exc.http_status, _error_body(exc.message)
+        answer.status, answer.body = exc.http_status, error_body(exc.message)
     except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
         log.exception("Unhandled error while serving a request")
-        answer.status, answer.body = 500, _error_body(f"Internal error: {type(exc).__name__}: {exc}")
+        answer.status, answer.body = 500, error_body(server_fault_message(exc))
     metrics.record(core, core.metrics, labels, answer.status)
 
 
@@ -182,7 +183,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-_TOO_LARGE = "The data value transmitted exceeds the capacity limit."
+_TOO_LARGE = RequestEntityTooLarge.description
 """Werkzeug's words for a 413, which the Flask app answers with."""
 
 
@@ -194,10 +195,6 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def _error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
 
 
 class _AccessLine:

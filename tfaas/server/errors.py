@@ -13,9 +13,19 @@ from tfaas.errors import TfaasError
 log = logging.getLogger("tfaas.server")
 
 
-def error_response(message: str, status: int) -> Response:
+def error_body(message: str) -> bytes:
     """A JSON error body as TF Serving sends it."""
-    return Response(orjson.dumps({"error": message}), status=status, mimetype="application/json")
+    return orjson.dumps({"error": message})
+
+
+def error_response(message: str, status: int) -> Response:
+    """A JSON error response as TF Serving sends it."""
+    return Response(error_body(message), status=status, mimetype="application/json")
+
+
+def server_fault_message(exc: Exception) -> str:
+    """The 500's message for a bug (logged by the caller with its traceback)."""
+    return f"Internal error: {type(exc).__name__}: {exc}"
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -33,4 +43,4 @@ def register_error_handlers(app: Flask) -> None:
     def _server_fault(exc: Exception) -> Response:
         # NOTE: only a bug gets here; the client's mistakes are TfaasErrors raised on purpose.
         log.exception("Unhandled error while serving a request")
-        return error_response(f"Internal error: {type(exc).__name__}: {exc}", 500)
+        return error_response(server_fault_message(exc), 500)
