@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -43,3 +44,27 @@ def test_deep_nesting_is_a_400_not_a_crash(opener):
     closer = b"]" if opener == b"[" else b"}"
     with pytest.raises(InvalidArgument, match="JSON Parse error: depth limit exceeded"):
         parse(b'{"inputs": ' + opener * 100_000 + b"1" + closer * 100_000 + b"}")
+
+
+@pytest.mark.parametrize("depth", [1, 60, 254])
+def test_nan_bodies_parse_to_a_fixed_depth_on_every_python(depth):
+    body = parse(b'{"inputs": [NaN], "x": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}")
+    assert math.isnan(body["inputs"][0])
+
+
+@pytest.mark.parametrize("depth", [255, 1000, 1025])
+def test_nan_bodies_nested_past_the_limit_are_refused_the_same_everywhere(depth):
+    with pytest.raises(InvalidArgument, match="JSON Parse error: depth limit exceeded"):
+        parse(b'{"inputs": [NaN], "x": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    body = parse(b'{"inputs": [NaN], "s": "' + b"[{" * 1000 + b'\\"]"}')
+    assert body["s"] == "[{" * 1000 + '"]'
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_refused_quickly():
+    started = time.monotonic()
+    with pytest.raises(InvalidArgument, match="JSON Parse error"):
+        parse(b'{"inputs": [NaN], "s": "' + b'\\"' * 500_000)
+    assert time.monotonic() - started < 5

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
@@ -42,6 +43,13 @@ _GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+# Bodies with NaN or Infinity tokens are parsed by Python's json, whose recursion depends on the stack,
+# and checked by orjson.dumps, which refuses 255 levels: one fixed limit below both.
+_NON_FINITE_MAX_DEPTH = 254
+# NOTE: an unterminated string runs to the end, so a failed match never makes the scan quadratic.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_OPENERS = np.frombuffer(b"[{", np.uint8)
+_CLOSERS = np.frombuffer(b"]}", np.uint8)
 DEFAULT_SIGNATURE = "serving_default"
 
 blueprint = Blueprint("tf_serving_rest", __name__)
@@ -159,6 +167,8 @@ def _loads_non_finite(data: bytes) -> Any | None:
     """
     if b"NaN" not in data and b"Infinity" not in data:
         return None
+    if _nesting_depth(data) > _NON_FINITE_MAX_DEPTH:
+        raise InvalidArgument("JSON Parse error: depth limit exceeded")
     try:
         body = json.loads(data, parse_constant=float, parse_float=_finite_float, parse_int=_json_int)
         orjson.dumps(body)
@@ -167,6 +177,19 @@ def _loads_non_finite(data: bytes) -> Any | None:
     except (ValueError, TypeError):  # NOTE: orjson.JSONEncodeError is a TypeError
         return None
     return body
+
+
+def _nesting_depth(data: bytes) -> int:
+    """How deep ``[`` and ``{`` nest in the JSON text ``data``, brackets inside strings not counted.
+
+    NOTE: counted on the bytes, not by recursion, so the answer is the same on every Python (whose
+    parser's recursion limit depends on the stack in use) and for every body size.
+    """
+    outside_strings = _JSON_STRING.sub(b'""', data)
+    brackets = np.frombuffer(outside_strings, np.uint8)
+    steps = np.isin(brackets, _OPENERS).astype(np.int8) - np.isin(brackets, _CLOSERS).astype(np.int8)
+    # NOTE: int16 may wrap past 32767 levels, but any depth over the limit passes through limit + 1 first.
+    return int(np.cumsum(steps, dtype=np.int16).max(initial=0))
 
 
 def _finite_float(text: str) -> float:
