@@ -14,6 +14,7 @@ from tfaas.errors import InvalidArgument, NotFound
 from tfaas.servables.model_params import PARAMS_JSON, model_file, read_params
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def version_loader(servable_id: ServableId, path: str) -> Loader:
@@ -75,9 +76,20 @@ def _detect(path: str) -> str | Exception:
     except InvalidArgument as error:
         return InvalidArgument(f"{neither}; {error.message}")
     if params is None:
-        return NotFound(f"{neither} (no {SAVED_MODEL_FILES[0]}, no {PARAMS_JSON})")
+        return NotFound(f"{neither} (no {SAVED_MODEL_FILES[0]}, no {PARAMS_JSON}){_keras_hint(entries)}")
     if not params.model:
         return NotFound(f'{neither} ({PARAMS_JSON} names no "model" file)')
     if not os.path.isfile(model_file(path, params)):
         return NotFound(f'{neither} ({PARAMS_JSON} names model file "{params.model}", which is absent)')
     return "frozen_graph"
+
+
+def _keras_hint(entries: list[str]) -> str:
+    """What to do when a version directory holds a Keras file instead of a SavedModel, else ``""``."""
+    keras_files = [name for name in entries if name.endswith(KERAS_SUFFIXES)]
+    if not keras_files:
+        return ""
+    return (
+        f"; {keras_files[0]} is a Keras file, not a SavedModel: load it with Keras and export a SavedModel "
+        "into the version directory with model.export(path)"
+    )
