@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tfserving_models import TFSERVING_TESTDATA, TfServingTestdata
-
-TESTDATA_SOURCES = ["built", "tfserving"] if TFSERVING_TESTDATA.is_dir() else ["built"]
-"""``built``: the models built here, always. ``tfserving``: TF Serving's own files, a conformance layer
-that runs the same tests where ``../shared`` is beside the checkout (absent, it is not collected)."""
+from tests.tfserving_models import SOURCES, TFSERVING_TESTDATA, TfServingTestdata
 
 
 @pytest.fixture(scope="session")
-def built_testdata(tmp_path_factory: pytest.TempPathFactory) -> TfServingTestdata:
-    """TF Serving's testdata folder rebuilt with TensorFlow, each entry on first use, once per session."""
-    return TfServingTestdata.build(tmp_path_factory.mktemp("tfserving"))
+def tfserving_testdata_sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TfServingTestdata]:
+    """TF Serving's testdata folder from every source: rebuilt with TensorFlow (each entry on first use,
+    once per session), and TF Serving's own copy where it is present."""
+    sources = {"built": TfServingTestdata.build(tmp_path_factory.mktemp("tfserving"))}
+    if "tfserving" in SOURCES:
+        sources["tfserving"] = TfServingTestdata(TFSERVING_TESTDATA)
+    return sources
 
 
-@pytest.fixture(scope="session", params=TESTDATA_SOURCES)
-def tfserving_testdata(request: pytest.FixtureRequest) -> TfServingTestdata:
-    """TF Serving's testdata folder, once per source in ``TESTDATA_SOURCES``."""
-    if request.param == "built":
-        return request.getfixturevalue("built_testdata")
-    return TfServingTestdata(TFSERVING_TESTDATA)
+@pytest.fixture(scope="session", params=SOURCES)
+def tfserving_testdata(
+    request: pytest.FixtureRequest, tfserving_testdata_sources: dict[str, TfServingTestdata]
+) -> TfServingTestdata:
+    """TF Serving's testdata folder, once per source: a test that takes it runs on each."""
+    return tfserving_testdata_sources[request.param]

@@ -24,6 +24,9 @@ from typing import Any, Callable
 SERVE = "serve"
 TFSERVING_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
 """TF Serving's own copy, beside the checkout (CI has it; a clean clone does not)."""
+SOURCES = ("built", "tfserving") if TFSERVING_TESTDATA.is_dir() else ("built",)
+"""Where the testdata folder comes from: ``built`` here, always; ``tfserving``, TF Serving's own copy, a
+conformance layer that runs the same tests where it is present (absent, those tests are not collected)."""
 
 GOOD_MODEL_CONFIG = """\
 model_config_list: {
@@ -240,7 +243,8 @@ def write_half_plus_tf2(version_dir: Path, bias: float = 2.0, *, tf_serving_sign
             return {"y": self.a * x + self.b}
 
         @tf.function(input_signature=[tf.TensorSpec([1], tf.float32, name="x")])
-        def serve_one(self, x: tf.Tensor = tf.constant([0.0])) -> dict[str, tf.Tensor]:
+        def serve_one(self, x: tf.Tensor = tf.constant([0.0])) -> dict[str, tf.Tensor]:  # noqa: B008
+            # NOTE: the default becomes the SignatureDef's ``defaults``, as in TF Serving's export.
             return {"y": self.a * x + self.b}
 
         def _x(self, serialized: tf.Tensor) -> tf.Tensor:
@@ -386,6 +390,11 @@ class TfServingTestdata:
         self.root = root
         self.built = built
         """Whether the entries are ours (built here) rather than TF Serving's own files."""
+
+    @property
+    def source(self) -> str:
+        """``built`` or ``tfserving`` (see ``SOURCES``)."""
+        return "built" if self.built else "tfserving"
 
     @classmethod
     def build(cls, root: Path) -> TfServingTestdata:
