@@ -9,6 +9,7 @@ present, for TF Serving's own copies, served by a second server. The metadata is
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,13 @@ def labelled_config(root: Path, stable: int, canary: int, testdata: TfServingTes
     labels = f'version_labels {{ key: "stable" value: {stable} }} version_labels {{ key: "canary" value: {canary} }}'
     configs = [model_config("labelled", root / "labelled", "model_version_policy { all {} } " + labels)]
     return model_config_list(configs + tf_serving_configs(testdata))
+
+
+def replace_config(root: Path, text: str) -> None:
+    """Replace the polled config file at once, so that no poll reads it half written (or empty)."""
+    staged = root / "models.config.new"
+    staged.write_text(text)
+    os.replace(staged, root / "models.config")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +250,7 @@ def test_labels_reach_their_versions_and_move_without_restart(server, root, half
     assert labelled_answer(server, "canary") == 3.5  # version 2
     assert server.get("/v1/models/labelled/labels/stable/metadata").json()["model_spec"]["version"] == "1"
 
-    (root / "models.config").write_text(labelled_config(root, stable=2, canary=3, testdata=built))
+    replace_config(root, labelled_config(root, stable=2, canary=3, testdata=built))
     wait_for(lambda: labelled_answer(server, "stable") == 3.5, timeout=10)
     # canary now names version 3, which does not exist yet: not found until it serves...
     status, body = call(server, "/v1/models/labelled/labels/canary:predict", {"instances": [[1.0]]})
@@ -255,7 +263,7 @@ def test_labels_reach_their_versions_and_move_without_restart(server, root, half
 
 def test_broken_config_is_refused_and_the_old_one_kept(server, root):
     good = (root / "models.config").read_text()
-    (root / "models.config").write_text("improperly formatted file")
+    replace_config(root, "improperly formatted file")
     wait_for(lambda: "Refusing the new model config" in server.log(), timeout=10)
     assert labelled_answer(server, "stable") in (2.5, 3.5)
-    (root / "models.config").write_text(good)
+    replace_config(root, good)
