@@ -10,8 +10,9 @@ and tensor names, so a test can run unchanged on the built folder and on TF Serv
 Math, as in TF Serving's models: ``y = 0.5 * x + 2``, ``y2 = 0.5 * x + 3``, ``y3 = 0.5 * x2 + 3`` (half_plus_two);
 ``y = 0.5 * x + 3`` (half_plus_three). ``x`` and ``x2`` come from float features of serialized tf.Examples.
 
-``TfServingTestdata`` is such a folder: ``TfServingTestdata.build(root)`` builds each entry on first use, ``TfServingTestdata(path)``
-wraps TF Serving's own copy (``../shared/testdata/tfserving``, where present).
+``TfServingTestdata`` is such a folder: ``TfServingTestdata.build(root)`` builds each entry on first use;
+``TfServingTestdata(path)`` wraps TF Serving's own copy (``../shared/testdata/tfserving``, where present).
+The session fixtures in ``tests/conftest.py`` hand them to the tests.
 """
 
 from __future__ import annotations
