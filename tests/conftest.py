@@ -17,9 +17,13 @@ def tfserving_testdata_sources(tmp_path_factory: pytest.TempPathFactory) -> dict
     return sources
 
 
-@pytest.fixture(scope="session", params=SOURCES)
+@pytest.fixture(scope="module", params=SOURCES)
 def tfserving_testdata(
     request: pytest.FixtureRequest, tfserving_testdata_sources: dict[str, TfServingTestdata]
 ) -> TfServingTestdata:
-    """TF Serving's testdata folder, once per source: a test that takes it runs on each."""
+    """TF Serving's testdata folder, once per source: a test that takes it runs on each.
+
+    NOTE: module scope, not session: pytest groups tests by a parameter across its fixture's scope, so
+    a session-scoped one would split every module in two and set its module fixtures (servers) up again.
+    """
     return tfserving_testdata_sources[request.param]
