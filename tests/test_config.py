@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tfserving_models import TfServingTestdata
 from tfaas.config import (
     OPTIONS,
     ModelConfig,
@@ -24,11 +25,6 @@ from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TFSERVING_DATA = SHARED / "testdata" / "tfserving"
-needs_shared = pytest.mark.skipif(
-    not TFSERVING_DATA.is_dir(), reason=f"TF Serving test data not found at {TFSERVING_DATA}"
-)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -323,9 +319,8 @@ def test_no_model_configured_gives_empty_models() -> None:
 # TF Serving's text format.
 
 
-@needs_shared
-def test_tf_serving_good_model_config(tmp_path: Path) -> None:
-    text = (TFSERVING_DATA / "good_model_config.txt").read_text(encoding="utf-8")
+def test_tf_serving_good_model_config(tmp_path: Path, tfserving_testdata: TfServingTestdata) -> None:
+    text = tfserving_testdata.path("good_model_config.txt").read_text(encoding="utf-8")
     text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", str(tmp_path / "half_plus_two"))
     text = text.replace("${TEST_HALF_PLUS_THREE_DIR}", str(tmp_path / "half_plus_three"))
     config = write(tmp_path / "good_model_config.txt", text)
@@ -336,9 +331,8 @@ def test_tf_serving_good_model_config(tmp_path: Path) -> None:
     )
 
 
-@needs_shared
-def test_tf_serving_bad_model_config_is_refused() -> None:
-    bad = TFSERVING_DATA / "bad_model_config.txt"
+def test_tf_serving_bad_model_config_is_refused(tfserving_testdata: TfServingTestdata) -> None:
+    bad = tfserving_testdata.path("bad_model_config.txt")
     with pytest.raises(ConfigError) as info:
         load("--model_config_file", str(bad))
     message = str(info.value)

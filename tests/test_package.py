@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.installed import installed_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,8 +21,6 @@ def test_importing_the_server_side_does_not_import_tensorflow():
 
 
 def test_ruff_finds_nothing():
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (it comes with `pip install -e '.[test]'`)")
+    ruff = installed_script("ruff", "pip install -e '.[test]'")
     result = subprocess.run([ruff, "check", str(REPO)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

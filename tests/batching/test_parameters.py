@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.tfserving_models import TfServingTestdata
 from tfaas.batching.parameters import BatchingParameters, from_mapping, parse_text, read_file
 from tfaas.errors import InvalidArgument
-
-SHARED_CONFIG = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tfserving" / "batching_config.txt"
 
 
 def test_tf_serving_defaults() -> None:
@@ -18,9 +15,8 @@ def test_tf_serving_defaults() -> None:
     assert defaults.num_batch_threads >= 1 and defaults.allowed_batch_sizes == ()
 
 
-@pytest.mark.skipif(not SHARED_CONFIG.exists(), reason="../shared/testdata/tfserving is not beside the checkout")
-def test_tf_serving_test_file() -> None:
-    parameters = read_file(str(SHARED_CONFIG))
+def test_tf_serving_test_file(tfserving_testdata: TfServingTestdata) -> None:
+    parameters = read_file(str(tfserving_testdata.path("batching_config.txt")))
     assert parameters == BatchingParameters(
         max_batch_size=128, batch_timeout_micros=0, max_enqueued_batches=1000000, num_batch_threads=8
     )

@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 
 from tests.e2e.conftest import install_version
 from tests.e2e.server import Launcher, wait_for
+from tests.installed import installed_script
 
 pytestmark = pytest.mark.e2e
 
@@ -62,11 +62,7 @@ def one(key: str) -> str:
 
 def tfaas_script() -> str:
     """The ``tfaas`` console script of this interpreter's installation."""
-    beside = Path(sys.executable).with_name("tfaas")
-    found = str(beside) if beside.is_file() else shutil.which("tfaas")
-    if not found:
-        pytest.skip("the tfaas console script is not installed (pip install -e .)")
-    return found
+    return installed_script("tfaas", "pip install -e .")
 
 
 def test_unit_is_what_the_issue_asks_for():

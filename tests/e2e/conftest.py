@@ -11,38 +11,20 @@ import requests
 
 from tests.e2e.multi_model import write_multi_model
 from tests.e2e.server import Launcher, ServerProcess, wait_for
-
-SHARED_TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tfserving"
-
-
-def _write_half_plus(path: Path, bias: float) -> None:
-    """A TF2 SavedModel computing ``y = 0.5 * x + bias`` (input ``x`` float [None, 1])."""
-    import tensorflow as tf
-
-    class HalfPlus(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = tf.Variable(0.5)
-            self.b = tf.Variable(float(bias))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
-        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"y": self.a * x + self.b}
-
-    module = HalfPlus()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+from tests.tfserving_models import write_half_plus_tf2
 
 
 @pytest.fixture(scope="session")
 def half_plus(tmp_path_factory) -> Callable[[float], Path]:
-    """``half_plus(bias)``: the path of a SavedModel for ``0.5 * x + bias``, built once per bias."""
+    """``half_plus(bias)``: the path of a TF2 SavedModel for ``0.5 * x + bias`` (``x`` float [None, 1]),
+    built once per bias."""
     root = tmp_path_factory.mktemp("models")
     built: dict[float, Path] = {}
 
     def get(bias: float) -> Path:
         if bias not in built:
             built[bias] = root / f"half_plus_{bias:g}"
-            _write_half_plus(built[bias], bias)
+            write_half_plus_tf2(built[bias], bias)
         return built[bias]
 
     return get
@@ -63,14 +45,6 @@ def install_version(model: Path, base: Path, version: int) -> Path:
     target = base / str(version)
     shutil.copytree(model, target)
     return target
-
-
-@pytest.fixture(scope="session")
-def shared_testdata() -> Path:
-    """TF Serving's own test models, or a skip where ``../shared`` is absent."""
-    if not SHARED_TESTDATA.is_dir():
-        pytest.skip(f"TF Serving's test models are not present at {SHARED_TESTDATA}")
-    return SHARED_TESTDATA
 
 
 @pytest.fixture(scope="module")

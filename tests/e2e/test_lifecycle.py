@@ -12,12 +12,13 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.conftest import SHARED_TESTDATA, install_version
+from tests.e2e.conftest import install_version
 from tests.e2e.server import ServerProcess, wait_for
+from tests.tfserving_models import SOURCES
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ("swap", "partial", "broken", "legacy", "requests")
+MODELS = ("swap", "partial", "broken", *(f"legacy_{source}" for source in SOURCES), "requests")
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +31,18 @@ def models_root(tmp_path_factory, half_plus) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(start_server, models_root: Path) -> ServerProcess:
-    """The server, with default swap settings and quick load retries (for the retry test)."""
+def server(start_server, models_root: Path, tfserving_testdata_sources) -> ServerProcess:
+    """The server, with default swap settings and quick load retries (for the retry test).
+
+    It also serves TF Serving's TF1 and TF2 exports of half_plus_two from each testdata source, as
+    ``tf1_<source>`` and ``tf2_<source>``.
+    """
     config = models_root / "tfaas.yaml"
     models = [{"name": m, "base_path": str(models_root / m)} for m in MODELS]
-    if SHARED_TESTDATA.is_dir():  # TF Serving's own TF1 and TF2 exports of half_plus_two
+    for source, testdata in tfserving_testdata_sources.items():
         models += [
-            {"name": "tf1", "base_path": str(SHARED_TESTDATA / "saved_model_half_plus_two_cpu")},
-            {"name": "tf2", "base_path": str(SHARED_TESTDATA / "saved_model_half_plus_two_tf2_cpu")},
+            {"name": f"tf1_{source}", "base_path": str(testdata.path("saved_model_half_plus_two_cpu"))},
+            {"name": f"tf2_{source}", "base_path": str(testdata.path("saved_model_half_plus_two_tf2_cpu"))},
         ]
     config.write_text(yaml.safe_dump({"models": models}))
     return start_server("--config", str(config), "--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1")
@@ -166,10 +171,11 @@ def test_random_bytes_version_ends_with_error_and_is_retried(server, models_root
     _assert_broken_version_fails_and_old_serves(server, "broken")
 
 
-def test_tf_serving_bad_half_plus_two_fails_without_harm(server, models_root, shared_testdata):
-    server.wait_available("legacy", 1)
-    shutil.copytree(shared_testdata / "bad_half_plus_two" / "00000123", models_root / "legacy" / "2")
-    _assert_broken_version_fails_and_old_serves(server, "legacy")
+def test_tf_serving_bad_half_plus_two_fails_without_harm(server, models_root, tfserving_testdata):
+    model = f"legacy_{tfserving_testdata.source}"
+    server.wait_available(model, 1)
+    shutil.copytree(tfserving_testdata.path("bad_half_plus_two") / "00000123", models_root / model / "2")
+    _assert_broken_version_fails_and_old_serves(server, model)
 
 
 BAD_REQUESTS = [
@@ -232,7 +238,8 @@ def test_status_and_formats(server):
 @pytest.mark.parametrize(
     "model,instances,predictions", [("tf1", [[2.0], [3.0]], [[3.0], [3.5]]), ("tf2", [2.0], [3.0])]
 )
-def test_tf_serving_tf1_and_tf2_exports_both_serve(server, shared_testdata, model, instances, predictions):
+def test_tf_serving_tf1_and_tf2_exports_both_serve(server, tfserving_testdata, model, instances, predictions):
+    model = f"{model}_{tfserving_testdata.source}"
     server.wait_available(model, 123)
     response = server.post(f"/v1/models/{model}:predict", json={"instances": instances})
     assert response.status_code == 200, response.text

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+
+from tests.installed import installed_script
 
 pytestmark = pytest.mark.e2e
 
 
 def test_plain_tfaas_serve_builds_and_serves_the_examples(start_server, tmp_path):
-    tfaas = shutil.which("tfaas")
-    if tfaas is None:
-        pytest.skip("the `tfaas` console script is not installed (run `pip install -e .`)")
+    tfaas = installed_script("tfaas", "pip install -e .")
     server = start_server(command=[tfaas, "serve"], env={"TFAAS_EXAMPLES_DIR": str(tmp_path)})
     assert sorted(p.name for p in (tmp_path / "half_plus_two").iterdir()) == ["1", "2"]
     server.wait_available("half_plus_two", 2)

@@ -1,23 +1,27 @@
-"""TF Serving's REST API end to end: its own test models give its known answers and metadata.
+"""TF Serving's REST API end to end: its test models give its known answers and metadata.
 
-The known answers come from TF Serving's tests and docs (``../shared/testdata/tfserving/README.md``
-and ``../shared/reference/TFSERVING.md`` section 4.8); the metadata from its JSON files.
+The known answers come from TF Serving's tests and docs (TFSERVING.md section 4.8, and the README of its
+testdata); they hold for the models built here (``tests/tfserving_models.py``) and, where ``../shared`` is
+present, for TF Serving's own copies, served by a second server. The metadata is the JSON written out in
+``tests/tfserving_models.py``, which equals TF Serving's own files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SHARED_TESTDATA, install_version, model_config, model_config_list
+from tests.e2e.conftest import install_version, model_config, model_config_list
 from tests.e2e.server import ServerProcess, wait_for
+from tests.tfserving_models import SIGNATURE_DEFS_JSON, TfServingTestdata
 
 pytestmark = pytest.mark.e2e
 
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
-SHARED_MODELS = {
+TF_SERVING_MODELS = {
     "default": ("saved_model_half_plus_two_cpu", ""),
     "saved_model_half_plus_three": ("saved_model_half_plus_three", ""),
     "counter": ("saved_model_counter", ""),
@@ -25,13 +29,23 @@ SHARED_MODELS = {
 }
 
 
-def labelled_config(root: Path, stable: int, canary: int) -> str:
+def tf_serving_configs(testdata: TfServingTestdata) -> list[str]:
+    """The config entries serving TF Serving's test models from ``testdata``."""
+    return [model_config(name, testdata.path(d), extra) for name, (d, extra) in TF_SERVING_MODELS.items()]
+
+
+def labelled_config(root: Path, stable: int, canary: int, testdata: TfServingTestdata) -> str:
     """The config text: the ``labelled`` model (all versions, two labels) and TF Serving's models."""
     labels = f'version_labels {{ key: "stable" value: {stable} }} version_labels {{ key: "canary" value: {canary} }}'
     configs = [model_config("labelled", root / "labelled", "model_version_policy { all {} } " + labels)]
-    if SHARED_TESTDATA.is_dir():
-        configs += [model_config(name, SHARED_TESTDATA / d, extra) for name, (d, extra) in SHARED_MODELS.items()]
-    return model_config_list(configs)
+    return model_config_list(configs + tf_serving_configs(testdata))
+
+
+def replace_config(root: Path, text: str) -> None:
+    """Replace the polled config file at once, so that no poll reads it half written (or empty)."""
+    staged = root / "models.config.new"
+    staged.write_text(text)
+    os.replace(staged, root / "models.config")
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +53,18 @@ def root(tmp_path_factory, half_plus) -> Path:
     root = tmp_path_factory.mktemp("tfs")
     install_version(half_plus(2), root / "labelled", 1)
     install_version(half_plus(3), root / "labelled", 2)
-    (root / "models.config").write_text(labelled_config(root, stable=1, canary=2))
     return root
 
 
 @pytest.fixture(scope="module")
-def server(start_server, root: Path) -> ServerProcess:
+def built(tfserving_testdata_sources) -> TfServingTestdata:
+    return tfserving_testdata_sources["built"]
+
+
+@pytest.fixture(scope="module")
+def server(start_server, root: Path, built: TfServingTestdata) -> ServerProcess:
+    """The server of the ``labelled`` model and of TF Serving's test models as built here."""
+    (root / "models.config").write_text(labelled_config(root, stable=1, canary=2, testdata=built))
     server = start_server(
         "--model_config_file", str(root / "models.config"), "--model_config_file_poll_wait_seconds", "0.3"
     )
@@ -54,8 +74,15 @@ def server(start_server, root: Path) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def tfs(server, shared_testdata) -> ServerProcess:
-    """The server, once TF Serving's test models serve (skipped where ../shared is absent)."""
+def tfs(request, tfserving_testdata, start_server, tmp_path_factory) -> ServerProcess:
+    """A server of TF Serving's test models from each source, once they serve: ``server`` for the built
+    ones, a server of their own for TF Serving's copies."""
+    if tfserving_testdata.built:
+        server = request.getfixturevalue("server")
+    else:
+        config = tmp_path_factory.mktemp("tfserving") / "models.config"
+        config.write_text(model_config_list(tf_serving_configs(tfserving_testdata)))
+        server = start_server("--model_config_file", str(config))
     for name in ("default", "saved_model_half_plus_three", "counter"):
         server.wait_available(name, 123)
     server.wait_available(TWO_VERSIONS, 123)
@@ -151,16 +178,32 @@ def test_unknown_model_message(server):
 
 
 @pytest.mark.parametrize(
-    "path,metadata_file",
+    "path,name,folder,metadata_file",
     [
-        ("/v1/models/default/metadata", "half_plus_two_model_metadata.json"),
-        (f"/v1/models/{TWO_VERSIONS}/versions/123/metadata", f"{TWO_VERSIONS}_metadata.json"),
+        (
+            "/v1/models/default/metadata",
+            "default",
+            "saved_model_half_plus_two_cpu",
+            "half_plus_two_model_metadata.json",
+        ),
+        (
+            f"/v1/models/{TWO_VERSIONS}/versions/123/metadata",
+            TWO_VERSIONS,
+            TWO_VERSIONS,
+            f"{TWO_VERSIONS}_metadata.json",
+        ),
     ],
 )
-def test_metadata_equals_tf_serving(tfs, path, metadata_file):
+def test_metadata_equals_tf_serving(tfs, tfserving_testdata, path, name, folder, metadata_file):
+    expected = {
+        "model_spec": {"name": name, "signature_name": "", "version": "123"},
+        "metadata": {"signature_def": {"signature_def": SIGNATURE_DEFS_JSON[folder]}},
+    }
+    if not tfserving_testdata.built:
+        assert json.loads(tfserving_testdata.path(metadata_file).read_text()) == expected
     response = tfs.get(path)
     assert response.status_code == 200, response.text
-    assert response.json() == json.loads((SHARED_TESTDATA / metadata_file).read_text())
+    assert response.json() == expected
 
 
 def test_status_of_a_version_is_tf_servings_json(tfs):
@@ -202,12 +245,12 @@ def labelled_answer(server: ServerProcess, label: str) -> float:
     return body["predictions"][0][0]
 
 
-def test_labels_reach_their_versions_and_move_without_restart(server, root, half_plus):
+def test_labels_reach_their_versions_and_move_without_restart(server, root, half_plus, built):
     assert labelled_answer(server, "stable") == 2.5  # version 1
     assert labelled_answer(server, "canary") == 3.5  # version 2
     assert server.get("/v1/models/labelled/labels/stable/metadata").json()["model_spec"]["version"] == "1"
 
-    (root / "models.config").write_text(labelled_config(root, stable=2, canary=3))
+    replace_config(root, labelled_config(root, stable=2, canary=3, testdata=built))
     wait_for(lambda: labelled_answer(server, "stable") == 3.5, timeout=10)
     # canary now names version 3, which does not exist yet: not found until it serves...
     status, body = call(server, "/v1/models/labelled/labels/canary:predict", {"instances": [[1.0]]})
@@ -220,7 +263,7 @@ def test_labels_reach_their_versions_and_move_without_restart(server, root, half
 
 def test_broken_config_is_refused_and_the_old_one_kept(server, root):
     good = (root / "models.config").read_text()
-    (root / "models.config").write_text("improperly formatted file")
+    replace_config(root, "improperly formatted file")
     wait_for(lambda: "Refusing the new model config" in server.log(), timeout=10)
     assert labelled_answer(server, "stable") in (2.5, 3.5)
-    (root / "models.config").write_text(good)
+    replace_config(root, good)

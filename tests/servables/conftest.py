@@ -1,7 +1,7 @@
-"""TF Serving's own test models, shared by the servable tests: paths, and fixtures loading each once per module.
+"""TF Serving's test models loaded for the servable tests, each once per module and testdata source.
 
-The models live outside the repository (``../shared/testdata/tfserving``); where that folder is absent,
-the fixtures skip the tests that need them, so model-free tests in the same module still run.
+The models come from ``tfserving_testdata`` (``tests/conftest.py``): built with TensorFlow, and TF
+Serving's own copies where ``../shared`` is present.
 """
 
 from __future__ import annotations
@@ -10,51 +10,49 @@ from pathlib import Path
 
 import pytest
 
+from tests.tfserving_models import TfServingTestdata
 from tfaas.core.servable_id import ServableId
 from tfaas.servables.saved_model import SavedModelLoader, SavedModelServable
 
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tfserving"
-NO_TESTDATA = "../shared/testdata/tfserving not present"
+VERSION = "00000123"
+"""The version every one of TF Serving's test models has."""
 
-HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
-HALF_PLUS_TWO_2_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions" / "00000123"
-HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu" / "00000123"
-HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three" / "00000123"
-COUNTER = TESTDATA / "saved_model_counter" / "00000123"
+
+def model_path(testdata: TfServingTestdata, folder: str) -> Path:
+    """Version 123 of the model in ``folder`` of the testdata."""
+    return testdata.path(folder) / VERSION
 
 
 def load_model(path: Path) -> SavedModelServable:
-    """Load the SavedModel version at ``path`` (named after its folders), skipping without the testdata."""
-    if not TESTDATA.is_dir():
-        pytest.skip(NO_TESTDATA)
+    """Load the SavedModel version at ``path``, named after its folders."""
     return SavedModelLoader(ServableId(path.parent.name, int(path.name)), str(path)).load()
 
 
 @pytest.fixture(scope="module")
-def half_plus_two() -> SavedModelServable:
+def half_plus_two(tfserving_testdata: TfServingTestdata) -> SavedModelServable:
     """``saved_model_half_plus_two_cpu``: TF1, the classic REST example model (served as ``default``)."""
-    return load_model(HALF_PLUS_TWO)
+    return load_model(model_path(tfserving_testdata, "saved_model_half_plus_two_cpu"))
 
 
 @pytest.fixture(scope="module")
-def half_plus_two_2_versions() -> SavedModelServable:
+def half_plus_two_2_versions(tfserving_testdata: TfServingTestdata) -> SavedModelServable:
     """``saved_model_half_plus_two_2_versions`` version 123: as ``half_plus_two`` plus ``classify_x2_to_y3``."""
-    return load_model(HALF_PLUS_TWO_2_VERSIONS)
+    return load_model(model_path(tfserving_testdata, "saved_model_half_plus_two_2_versions"))
 
 
 @pytest.fixture(scope="module")
-def half_plus_two_tf2() -> SavedModelServable:
+def half_plus_two_tf2(tfserving_testdata: TfServingTestdata) -> SavedModelServable:
     """``saved_model_half_plus_two_tf2_cpu``: a TF2 export whose signatures all have method predict."""
-    return load_model(HALF_PLUS_TWO_TF2)
+    return load_model(model_path(tfserving_testdata, "saved_model_half_plus_two_tf2_cpu"))
 
 
 @pytest.fixture(scope="module")
-def half_plus_three() -> SavedModelServable:
+def half_plus_three(tfserving_testdata: TfServingTestdata) -> SavedModelServable:
     """``saved_model_half_plus_three``: TF1 with shapeless signatures and a mistyped tf.Example input."""
-    return load_model(HALF_PLUS_THREE)
+    return load_model(model_path(tfserving_testdata, "saved_model_half_plus_three"))
 
 
 @pytest.fixture(scope="module")
-def counter() -> SavedModelServable:
+def counter(tfserving_testdata: TfServingTestdata) -> SavedModelServable:
     """``saved_model_counter``: stateful, reference-typed outputs."""
-    return load_model(COUNTER)
+    return load_model(model_path(tfserving_testdata, "saved_model_counter"))

@@ -1,7 +1,7 @@
 """TF Serving's classify and regress: the examples JSON, the signature checks and the results JSON.
 
-Decoding and encoding run without a model (a fake servable); the known answers come from TF Serving's
-own test models (TFSERVING.md 4.7, 4.8) and skip where ``../shared/testdata`` is absent.
+Decoding and encoding run without a model (a fake servable); TF Serving's known answers (TFSERVING.md 4.7,
+4.8) run on its test models: built here, and its own copies where ``../shared`` is present.
 """
 
 from __future__ import annotations

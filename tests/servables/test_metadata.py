@@ -1,6 +1,7 @@
 """``signature_def_map_json``: the ``metadata.signature_def`` object of TF Serving's metadata call.
 
-Compared with the JSON TF Serving itself returned for its test models (the ``*_metadata.json`` files).
+Compared with the JSON written out in ``tests/tfserving_models.py`` for TF Serving's test models, and, where
+TF Serving's own copy is tested, with the JSON TF Serving itself returned for them (its ``*_metadata.json``).
 """
 
 from __future__ import annotations
@@ -10,45 +11,58 @@ from typing import Any
 
 import orjson
 
-from tests.servables.conftest import TESTDATA
+from tests.tfserving_models import SIGNATURE_DEFS_JSON, TfServingTestdata
 from tfaas.servables.saved_model import SavedModelServable
 
 
-def _tf_serving_signature_defs(file_name: str) -> dict[str, Any]:
-    """``metadata.signature_def`` of one of TF Serving's metadata responses in the testdata."""
-    return json.loads((TESTDATA / file_name).read_text())["metadata"]["signature_def"]
+def _tf_serving_signature_defs(testdata: TfServingTestdata, file_name: str) -> dict[str, Any]:
+    """``metadata.signature_def.signature_def`` of one of TF Serving's metadata responses in its testdata."""
+    return json.loads(testdata.path(file_name).read_text())["metadata"]["signature_def"]["signature_def"]
 
 
-def test_half_plus_two_equals_tf_serving(half_plus_two: SavedModelServable) -> None:
-    expected = _tf_serving_signature_defs("half_plus_two_model_metadata.json")
+def _expected(testdata: TfServingTestdata, folder: str, file_name: str) -> dict[str, Any]:
+    """The written-out JSON for ``folder``; on TF Serving's own copy, first checked against its file."""
+    expected = SIGNATURE_DEFS_JSON[folder]
+    if not testdata.built:
+        assert _tf_serving_signature_defs(testdata, file_name) == expected
+    return {"signature_def": expected}
+
+
+def test_half_plus_two_equals_tf_serving(
+    half_plus_two: SavedModelServable, tfserving_testdata: TfServingTestdata
+) -> None:
+    expected = _expected(tfserving_testdata, "saved_model_half_plus_two_cpu", "half_plus_two_model_metadata.json")
     assert half_plus_two.signature_def_map_json() == expected
 
 
-def test_two_versions_equals_tf_serving(half_plus_two_2_versions: SavedModelServable) -> None:
-    expected = _tf_serving_signature_defs("saved_model_half_plus_two_2_versions_metadata.json")
-    assert half_plus_two_2_versions.signature_def_map_json() == expected
-
-
-def test_tf2_differs_from_tf_serving_only_where_the_models_and_the_file_do(
-    half_plus_two_tf2: SavedModelServable,
+def test_two_versions_equals_tf_serving(
+    half_plus_two_2_versions: SavedModelServable, tfserving_testdata: TfServingTestdata
 ) -> None:
-    """The file comes from ``saved_model_half_plus_two_tf2_2_versions``, not our ``..._tf2_cpu`` export.
+    folder = "saved_model_half_plus_two_2_versions"
+    assert half_plus_two_2_versions.signature_def_map_json() == _expected(
+        tfserving_testdata, folder, f"{folder}_metadata.json"
+    )
 
-    Two differences, neither a formatting rule: our export's ``serving_default`` has a default value for
-    ``x`` (``defaults`` is non-empty), and the file's ``__saved_model_init_op`` lacks ``"defaults": {}``
-    because TF Serving's authors added that key to the file by hand (commit 65b13b76) and missed that
-    entry; protobuf JSON prints the empty map for every SignatureDef.
+
+def test_tf2_equals_tf_serving_but_for_serving_defaults(
+    half_plus_two_tf2: SavedModelServable, tfserving_testdata: TfServingTestdata
+) -> None:
+    """A TF2 export of ``x=tf.constant([0.0])`` gives ``serving_default`` a default for ``x``.
+
+    TF Serving's JSON file comes from ``saved_model_half_plus_two_tf2_2_versions``, not the ``..._tf2_cpu``
+    export, and differs in two places, neither a formatting rule: its ``serving_default`` has no default,
+    and its ``__saved_model_init_op`` lacks ``"defaults": {}`` because TF Serving's authors added that key
+    to the file by hand (commit 65b13b76) and missed that entry; protobuf JSON prints the empty map for
+    every SignatureDef.
     """
+    expected = SIGNATURE_DEFS_JSON["saved_model_half_plus_two_tf2_cpu"]
     got = half_plus_two_tf2.signature_def_map_json()["signature_def"]
-    expected = _tf_serving_signature_defs("saved_model_half_plus_two_tf2_2_versions_metadata.json")["signature_def"]
-    assert got.keys() == expected.keys()
-    assert got["__saved_model_init_op"] == {**expected["__saved_model_init_op"], "defaults": {}}
     default_x = got["serving_default"]["defaults"]["x"]
     assert (default_x["dtype"], default_x["float_val"]) == ("DT_FLOAT", [0.0])
-    assert {**got["serving_default"], "defaults": {}} == expected["serving_default"]
-    assert {key: value for key, value in got.items() if key not in ("__saved_model_init_op", "serving_default")} == {
-        key: value for key, value in expected.items() if key not in ("__saved_model_init_op", "serving_default")
-    }
+    assert {**got, "serving_default": {**got["serving_default"], "defaults": {}}} == expected
+    if not tfserving_testdata.built:
+        file = _tf_serving_signature_defs(tfserving_testdata, "saved_model_half_plus_two_tf2_2_versions_metadata.json")
+        assert {**file, "__saved_model_init_op": {**file["__saved_model_init_op"], "defaults": {}}} == expected
 
 
 def test_internal_signatures_are_listed(half_plus_two_tf2: SavedModelServable) -> None:

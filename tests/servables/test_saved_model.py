@@ -1,4 +1,4 @@
-"""SavedModelLoader and SavedModelServable against TF Serving's own test models."""
+"""SavedModelLoader and SavedModelServable against TF Serving's test models (built, and its own where present)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.servables.conftest import HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, NO_TESTDATA, TESTDATA, load_model
+from tests.servables.conftest import load_model, model_path
+from tests.tfserving_models import TfServingTestdata
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
 from tfaas.servables.saved_model import SavedModelLoader, SavedModelServable, read_signatures
-
-if not TESTDATA.is_dir():
-    pytest.skip(NO_TESTDATA, allow_module_level=True)
 
 
 def _floats(*values: object) -> np.ndarray:
@@ -157,13 +155,14 @@ def test_legacy_signatures_are_reported_as_declared(
     assert counter.signatures["incr_counter_by"].inputs["delta"].dtype == "DT_FLOAT"
 
 
-def test_read_signatures_without_loading() -> None:
-    assert read_signatures(str(HALF_PLUS_TWO))["serving_default"].inputs["x"].shape == (None, 1)
+def test_read_signatures_without_loading(tfserving_testdata: TfServingTestdata) -> None:
+    path = model_path(tfserving_testdata, "saved_model_half_plus_two_cpu")
+    assert read_signatures(str(path))["serving_default"].inputs["x"].shape == (None, 1)
 
 
-def test_id_and_path(half_plus_two: SavedModelServable) -> None:
+def test_id_and_path(half_plus_two: SavedModelServable, tfserving_testdata: TfServingTestdata) -> None:
     assert half_plus_two.id == ServableId("saved_model_half_plus_two_cpu", 123)
-    assert half_plus_two.path == str(HALF_PLUS_TWO)
+    assert half_plus_two.path == str(model_path(tfserving_testdata, "saved_model_half_plus_two_cpu"))
 
 
 # --- request errors --------------------------------------------------------------------------------
@@ -225,8 +224,8 @@ def test_tf2_inputs_must_fit_the_declared_shape(half_plus_two_tf2: SavedModelSer
 # --- load errors and lifecycle --------------------------------------------------------------------
 
 
-def test_bad_half_plus_two_is_not_a_saved_model() -> None:
-    path = TESTDATA / "bad_half_plus_two" / "00000123"
+def test_bad_half_plus_two_is_not_a_saved_model(tfserving_testdata: TfServingTestdata) -> None:
+    path = model_path(tfserving_testdata, "bad_half_plus_two")
     with pytest.raises(NotFound, match=f"No saved_model.pb or saved_model.pbtxt in {path}"):
         load_model(path)
 
@@ -239,28 +238,32 @@ def test_garbage_saved_model_pb(tmp_path: Path) -> None:
         load_model(version)
 
 
-def test_wrong_tags() -> None:
-    loader = SavedModelLoader(ServableId("m", 123), str(HALF_PLUS_TWO), tags=("serve", "gpu"))
+def test_wrong_tags(tfserving_testdata: TfServingTestdata) -> None:
+    path = model_path(tfserving_testdata, "saved_model_half_plus_two_cpu")
+    loader = SavedModelLoader(ServableId("m", 123), str(path), tags=("serve", "gpu"))
     expected = r"matching supplied tags: \{ gpu serve \}.*Available tag sets: \[\{ serve \}\]"
     with pytest.raises(NotFound, match=expected):
         loader.load()
 
 
-def test_saved_model_pbtxt(tmp_path: Path) -> None:
+def test_saved_model_pbtxt(tmp_path: Path, tfserving_testdata: TfServingTestdata) -> None:
     from google.protobuf import text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
+    tf2 = model_path(tfserving_testdata, "saved_model_half_plus_two_tf2_cpu")
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((HALF_PLUS_TWO_TF2 / "saved_model.pb").read_bytes())
+    saved_model.ParseFromString((tf2 / "saved_model.pb").read_bytes())
     version = tmp_path / "7"
     version.mkdir()
     (version / "saved_model.pbtxt").write_text(text_format.MessageToString(saved_model))
-    os.symlink(HALF_PLUS_TWO_TF2 / "variables", version / "variables")
+    os.symlink(tf2 / "variables", version / "variables")
     assert load_model(version).run("serving_default", {"x": _floats(4.0)})["y"].tolist() == [4.0]
 
 
-def test_unload_releases_the_servable() -> None:
-    loader = SavedModelLoader(ServableId("m", 123), str(HALF_PLUS_TWO_TF2))
+def test_unload_releases_the_servable(tfserving_testdata: TfServingTestdata) -> None:
+    loader = SavedModelLoader(
+        ServableId("m", 123), str(model_path(tfserving_testdata, "saved_model_half_plus_two_tf2_cpu"))
+    )
     servable = loader.load()
     loader.unload()
     with pytest.raises(Unavailable, match="has been unloaded"):

@@ -12,11 +12,11 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.tfserving_models import TfServingTestdata
 from tfaas.core.source import AspiredVersion
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
 
-TESTDATA = Path("/work/shared/testdata/tfserving")
 # NOTE: watchdog warns when a directory created inside a recursive watch gets its watch added twice (a race
 # inside watchdog, harmless).
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -169,12 +169,12 @@ def test_incomplete_versions_are_aspired_only_once_completed(tmp_path, make_sour
     recorder.wait_for("m", [6, 5, 4, 3, 2, 1])
 
 
-def test_tf_serving_testdata(make_source):
+def test_tf_serving_testdata(make_source, tfserving_testdata: TfServingTestdata):
     # NOTE: tf_text_regression/01 has variables but no saved_model.pb: TF Serving would try to load it.
     _, recorder = make_source(
-        ServableSourceConfig("counter", str(TESTDATA / "saved_model_counter")),
-        ServableSourceConfig("text", str(TESTDATA / "tf_text_regression")),
-        ServableSourceConfig("bad", str(TESTDATA / "bad_half_plus_two")),
+        ServableSourceConfig("counter", str(tfserving_testdata.path("saved_model_counter"))),
+        ServableSourceConfig("text", str(tfserving_testdata.path("tf_text_regression"))),
+        ServableSourceConfig("bad", str(tfserving_testdata.path("bad_half_plus_two"))),
         poll_wait_seconds=-1,
     )
     assert recorder.calls("counter") == [[123]]
