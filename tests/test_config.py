@@ -370,8 +370,14 @@ def test_text_format_policies_labels_and_relative_paths(tmp_path: Path) -> None:
     assert d.model_platform == "tensorflow"
 
 
-def test_empty_text_format_file_has_no_models(tmp_path: Path) -> None:
-    assert read_model_config_file(str(write(tmp_path / "empty.config", "\n"))) == ()
+@pytest.mark.parametrize(("name", "text"), [("empty.config", "\n"), ("comments.config", "# soon\n"), ("empty.yaml", "")])
+def test_a_file_that_sets_no_model_list_is_none(tmp_path: Path, name: str, text: str) -> None:
+    assert read_model_config_file(str(write(tmp_path / name, text))) is None
+
+
+@pytest.mark.parametrize(("name", "text"), [("list.config", "model_config_list {}\n"), ("list.yaml", "models: []\n")])
+def test_an_explicit_empty_list_has_no_models(tmp_path: Path, name: str, text: str) -> None:
+    assert read_model_config_file(str(write(tmp_path / name, text))) == ()
 
 
 @pytest.mark.parametrize(

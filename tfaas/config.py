@@ -428,12 +428,14 @@ def _read_yaml(path: str) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-def read_model_config_file(path: str) -> tuple[ModelConfig, ...]:
+def read_model_config_file(path: str) -> tuple[ModelConfig, ...] | None:
     """Read ``--model_config_file``: a YAML model list for ``.yaml``/``.yml``, else TF text format.
 
     Relative base paths inside are resolved against the file's directory. A YAML model list is
     either a list of models or a mapping with a single key ``models``. Exposed separately so a
-    config reload can re-read the file without the other layers.
+    config reload can re-read the file without the other layers. ``None`` when the file sets no
+    model list at all (empty, or only comments), as a file caught half-written by an editor does;
+    an explicit empty list (``model_config_list {}``, ``models: []``) is an empty tuple.
     """
     path = os.path.abspath(path)
     base_dir = os.path.dirname(path)
@@ -442,12 +444,13 @@ def read_model_config_file(path: str) -> tuple[ModelConfig, ...]:
         if isinstance(raw, Mapping):
             _reject_unknown_keys(raw, ("models",), path)
             raw = raw.get("models")
-        return _models_from_list([] if raw is None else raw, base_dir, path)
-    return _models_from_list(_text_format_models(path), base_dir, path)
+        return None if raw is None else _models_from_list(raw, base_dir, path)
+    models = _text_format_models(path)
+    return None if models is None else _models_from_list(models, base_dir, path)
 
 
-def _text_format_models(path: str) -> list[dict[str, Any]]:
-    """Parse a ``ModelServerConfig`` text proto into YAML-shaped model mappings."""
+def _text_format_models(path: str) -> list[dict[str, Any]] | None:
+    """Parse a ``ModelServerConfig`` text proto into YAML-shaped model mappings (None: no config set)."""
     # NOTE: imported here so that importing tfaas.config stays cheap; neither pulls in TensorFlow.
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -459,8 +462,11 @@ def _text_format_models(path: str) -> list[dict[str, Any]]:
         raise ConfigError(
             f"Error parsing text-format tensorflow.serving.ModelServerConfig from {path}: {exc}"
         ) from None
-    if config.WhichOneof("config") == "custom_model_config":
+    which = config.WhichOneof("config")
+    if which == "custom_model_config":
         raise ConfigError(f"{path}: custom_model_config is not supported; use model_config_list")
+    if which is None:
+        return None
     return [_proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)]
 
 
@@ -856,7 +862,7 @@ def _build_models(values: Mapping[str, Any], file_models: Any, config_file: str)
         if file_models:
             raise ConfigError(f"model_config_file: cannot be combined with 'models' in {config_file}; use one of them")
         _warn_single_model_ignored(values)
-        return read_model_config_file(values["model_config_file"])
+        return read_model_config_file(values["model_config_file"]) or ()
     if file_models:
         _warn_single_model_ignored(values)
         return _models_from_list(file_models, os.path.dirname(config_file), config_file)
@@ -907,11 +913,12 @@ def _batching_parameters(values: Mapping[str, Any]) -> BatchingParameters:
         raise ConfigError(f"batching_parameters_file: {error.message}") from None
 
 
-def reload_models(settings: Settings) -> tuple[ModelConfig, ...]:
+def reload_models(settings: Settings) -> tuple[ModelConfig, ...] | None:
     """Read the model list again from the file it came from (for a config reload).
 
-    Returns ``settings.models`` unchanged when they came from flags; raises :class:`ConfigError`
-    when the file no longer parses or validates, so that the caller keeps the old list.
+    Returns ``settings.models`` unchanged when they came from flags, and ``None`` when the model
+    config file sets no list (see :func:`read_model_config_file`); raises :class:`ConfigError` when
+    the file no longer parses or validates, so that the caller keeps the old list.
     """
     if settings.model_config_file:
         return read_model_config_file(settings.model_config_file)

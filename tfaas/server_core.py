@@ -126,6 +126,9 @@ class ServerCore:
         except ConfigError as exc:
             log.error("Refusing the new model config, keeping the one in force: %s", exc)
             return False
+        if models is None:  # NOTE: TF Serving's words; an editor's half-written file must not unload everything
+            log.info("Taking no action for empty config %s", model_list_file(self.settings))
+            return True
         self._apply_models(models)
         log.info("Model config reloaded: %d configured models", len(models))
         return True

@@ -131,6 +131,20 @@ def test_a_config_that_does_not_parse_is_refused_and_the_old_one_kept(server: Se
     assert server.process.poll() is None
 
 
+def test_an_empty_config_file_takes_no_action(server: ServerProcess, root: Path):
+    """An editor that truncates the file before writing it must not unload every model (TF Serving's rule)."""
+    kept = (root / "models.config").read_text()
+    with Client(server, "first") as client:
+        (root / "models.config").write_text("")
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: count(server, "Taking no action for empty config") == WORKERS, 30)
+        wait_for(lambda: client.answers["ok"] >= 10, 30)
+
+    assert set(client.answers) == {"ok"}, client.answers
+    assert answers(server, "second")
+    (root / "models.config").write_text(kept)
+
+
 def test_sighup_unloads_a_removed_model_and_keeps_the_other(server: ServerProcess, root: Path):
     (root / "models.config").write_text(models_config(root, "second"))
     server.process.send_signal(signal.SIGHUP)

@@ -127,10 +127,11 @@ def with_current_models(settings: Settings) -> Settings:
     if not model_list_file(settings):
         return settings
     try:
-        return dataclasses.replace(settings, models=reload_models(settings))
+        models = reload_models(settings)
     except ConfigError as exc:
         log.error("Cannot read the model config, serving the one read at start: %s", exc)
         return settings
+    return settings if models is None else dataclasses.replace(settings, models=models)
 
 
 class TfaasArbiter(Arbiter):
