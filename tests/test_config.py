@@ -370,7 +370,9 @@ def test_text_format_policies_labels_and_relative_paths(tmp_path: Path) -> None:
     assert d.model_platform == "tensorflow"
 
 
-@pytest.mark.parametrize(("name", "text"), [("empty.config", "\n"), ("comments.config", "# soon\n"), ("empty.yaml", "")])
+@pytest.mark.parametrize(
+    ("name", "text"), [("empty.config", "\n"), ("comments.config", "# soon\n"), ("empty.yaml", "")]
+)
 def test_a_file_that_sets_no_model_list_is_none(tmp_path: Path, name: str, text: str) -> None:
     assert read_model_config_file(str(write(tmp_path / name, text))) is None
 
