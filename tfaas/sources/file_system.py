@@ -103,12 +103,15 @@ class ServableSourceConfig:
     """One model the source watches: its name, its base path and which of its versions to serve.
 
     ``settle_seconds`` overrides the source's default for this model (``None`` keeps the default).
+    ``removable``: the base path may be removed on purpose (a model of the model repository, deleted),
+    so its absence is logged at INFO rather than as TF Serving's error.
     """
 
     name: str
     base_path: str
     version_policy: ServableVersionPolicy = field(default_factory=ServableVersionPolicy)
     settle_seconds: float | None = None
+    removable: bool = False
 
     def __post_init__(self) -> None:
         """Reject a config that cannot work, when it is built rather than at the first poll."""
@@ -541,8 +544,11 @@ class FileSystemStoragePathSource:
         if is_dir:
             self._hold_watch(name, base, True, info.st_ino)
             return True
-        suffix = ": not a directory" if info is not None else ""
-        notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
+        if info is None and state.config.removable:
+            notes[f"Base path {base} of servable {name} was removed"] = logging.INFO
+        else:
+            suffix = ": not a directory" if info is not None else ""
+            notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
         ancestor = _nearest_directory(os.path.dirname(base))
         self._hold_watch(name, ancestor[0], False, ancestor[1])
         # NOTE: what was created between the stat and the watch sent no event to it: look again next poll.
