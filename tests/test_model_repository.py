@@ -188,7 +188,9 @@ class Tapped(io.RawIOBase):
 
 
 def two_file_bundle(name: str = "m") -> bytes:
-    return tar_bytes([file_member(f"{name}/saved_model.pb", b"a" * 30_000), file_member(f"{name}/x", b"b" * 30_000)], False)
+    return tar_bytes(
+        [file_member(f"{name}/saved_model.pb", b"a" * 30_000), file_member(f"{name}/x", b"b" * 30_000)], False
+    )
 
 
 def test_upload_that_a_delete_overtakes_is_a_conflict_and_leaves_nothing(repo):
