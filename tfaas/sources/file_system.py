@@ -508,7 +508,10 @@ class FileSystemStoragePathSource:
         try:
             versions = _version_dirs(base, name, notes)
         except OSError as error:
-            notes[f"Could not list base path {base} for servable {name}: {error}"] = logging.ERROR
+            if isinstance(error, FileNotFoundError) and state.config.removable:
+                notes[_removal(state)] = logging.INFO  # NOTE: removed between the stat and the listing
+            else:
+                notes[f"Could not list base path {base} for servable {name}: {error}"] = logging.ERROR
             return None, None
         if not versions:
             notes[
@@ -545,7 +548,7 @@ class FileSystemStoragePathSource:
             self._hold_watch(name, base, True, info.st_ino)
             return True
         if info is None and state.config.removable:
-            notes[f"Base path {base} of servable {name} was removed"] = logging.INFO
+            notes[_removal(state)] = logging.INFO
         else:
             suffix = ": not a directory" if info is not None else ""
             notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
@@ -625,6 +628,11 @@ def _restate(
             new_states[name] = _ServableState(config, os.path.abspath(config.base_path), settle)
     removed = [state for name, state in states.items() if name not in configs]
     return new_states, removed
+
+
+def _removal(state: _ServableState) -> str:
+    """The note for a removable servable whose base path is gone: news, not an error."""
+    return f"Base path {state.base} of servable {state.config.name} was removed"
 
 
 def _leads_to(path: str, base: str) -> bool:
