@@ -251,6 +251,15 @@ def test_member_paths_that_cannot_be_written_are_the_clients_error(repo, members
     assert snapshot(repo.root) == []
 
 
+def test_a_negative_declared_size_is_refused(repo):
+    header = bytearray(tarfile.TarInfo("m/saved_model.pb").tobuf(tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 12  # NOTE: -1 in the base-256 encoding of large sizes
+    header[148:156] = b"%06o\0 " % (sum(header[:148]) + 8 * 32 + sum(header[156:]))
+    with pytest.raises(InvalidArgument, match="negative size"):
+        repo.add_bundle(io.BytesIO(bytes(header) + bytes(1024)), compressed=False)
+    assert snapshot(repo.root) == []
+
+
 def test_corrupt_gzip_is_the_clients_error(repo):
     good = tar_bytes([file_member("m/saved_model.pb", bytes(range(256)) * 100)])
     with pytest.raises(InvalidArgument, match="Not a valid gzip-compressed tar bundle"):

@@ -282,6 +282,8 @@ def _extract(
         return
     if not parts:
         raise InvalidArgument(f"Bundle member {member.name!r} is a file; a bundle holds a model directory")
+    if member.size < 0:
+        raise InvalidArgument(f"Bundle member {member.name!r} declares a negative size")
     budget.require(member.size)  # NOTE: the declared size (a sparse file's full size), before any byte
     if member.issparse():
         raise InvalidArgument(f"Bundle member {member.name!r} is a sparse file; a model has none")
