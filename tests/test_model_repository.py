@@ -178,7 +178,7 @@ class Tapped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         count = self._data.readinto(memoryview(buffer)[:512])
         self._read += count
         if self._read >= self._after and self._tap:

@@ -106,7 +106,7 @@ class ModelRepository:
         raw = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
         source = _BoundedStream(raw, self.max_upload_bytes, kind)
         try:
-            with tarfile.open(fileobj=source, mode="r|") as archive:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=source, mode="r|") as archive:
                 return self._unpack(archive)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"Not a valid {kind} bundle: {exc}") from None
