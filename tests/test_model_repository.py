@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import subprocess
 import tarfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from tfaas.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge
+from tfaas.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, TfaasError
 from tfaas.model_repository import MAX_BUNDLE_MEMBERS, ModelRepository
 
 
@@ -226,13 +227,32 @@ def test_member_count_is_bounded(tmp_path):
     assert snapshot(repo.root) == []
 
 
-def test_a_header_that_claims_megabytes_is_not_read_whole(repo):
+def pax_record_bomb() -> bytes:
     info = tarfile.TarInfo("m/saved_model.pb")
     info.pax_headers = {"comment": "x" * 3_000_000}
-    bundle = tar_bytes([(info, b"graph")])
-    assert len(bundle) < 100_000
-    with pytest.raises(PayloadTooLarge):
-        repo.add_bundle(io.BytesIO(bundle), compressed=True)
+    return tar_bytes([(info, b"graph")])
+
+
+def long_name_bomb() -> bytes:
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = tarfile.GNUTYPE_LONGNAME, 3_000_000
+    return gzip.compress(info.tobuf(tarfile.GNU_FORMAT) + b"m/" + b"x" * (3_000_000 - 2) + bytes(1024))
+
+
+def sparse_map_bomb() -> bytes:
+    """A PAX sparse file (format 1.0), whose map tarfile reads before the member is returned: 10^9 entries."""
+    info = tarfile.TarInfo("m/GNUSparseFile.0/x")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "m/x"}
+    return tar_bytes([(info, b"1000000000\n" + b"1\n" * 1_500_000)])
+
+
+@pytest.mark.parametrize("bomb", [pax_record_bomb, long_name_bomb, sparse_map_bomb])
+def test_headers_that_claim_megabytes_are_not_read_whole(tmp_path, bomb):
+    repo = ModelRepository(str(tmp_path / "repo"), max_upload_bytes=1 << 30)
+    body = bomb()
+    assert len(body) < 100_000
+    with pytest.raises(PayloadTooLarge, match="headers take more than 1048576 bytes"):
+        repo.add_bundle(io.BytesIO(body), compressed=True)
     assert snapshot(repo.root) == []
 
 
@@ -265,3 +285,29 @@ def test_corrupt_gzip_is_the_clients_error(repo):
     with pytest.raises(InvalidArgument, match="Not a valid gzip-compressed tar bundle"):
         repo.add_bundle(io.BytesIO(good[:40] + b"\xff" * 200 + good[240:]), compressed=True)
     assert snapshot(repo.root) == []
+
+
+def sparse_pax_member() -> tuple[tarfile.TarInfo, bytes]:
+    """A PAX sparse file (format 1.0: its map heads its data) of 700 bytes with one data region."""
+    info = tarfile.TarInfo("m/GNUSparseFile.0/s")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "m/s"}
+    info.pax_headers["GNU.sparse.realsize"] = "700"
+    return info, b"1\n0\n700\n".ljust(512, b"\0") + b"a" * 700
+
+
+def test_mutated_bundles_are_refused_or_written_never_crash(repo):
+    """Random byte changes to bundles in every tar format: each is refused with a client error or written."""
+    seeds = [
+        tar_bytes([dir_member("m"), file_member("m/" + "x" * 120, bytes(700)), file_member("m/v/i", b"0" * 10)], False),
+        tar_bytes([sparse_pax_member(), file_member("m/v/i", b"0" * 10)], False),
+    ]
+    chosen = random.Random(10)
+    for _ in range(1000):
+        body = bytearray(chosen.choice(seeds))
+        for _ in range(chosen.randint(1, 6)):
+            at = chosen.randrange(len(body))
+            body[at : at + 3] = chosen.choice([bytes([chosen.randrange(256)]), b"\n", b"999", b"\xff\xff\xff", b"-1\n"])
+        try:
+            repo.add_bundle(io.BytesIO(bytes(body)), compressed=False)
+        except TfaasError:
+            assert [p for p in repo.root.glob(".*")] == [], "a refused bundle leaves nothing"

@@ -17,7 +17,9 @@ Bundles are checked member by member (no absolute paths, ``..``, links, devices 
 SavedModel has none), and the disk they take is bounded while they are written: a member larger than
 what is left of ``max_upload_bytes`` is refused before its first byte is written, bytes are counted as
 they are written, every file and directory is charged a disk block, and the member count is bounded.
-The decompressed tar stream is bounded too, so a header that claims gigabytes is never read whole.
+The decompressed tar stream is bounded too, in all and per member beyond its data, so headers that
+claim gigabytes (PAX records, long names, sparse maps, which tarfile reads into memory) are never read
+whole.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ _BLOCK = 4096
 _TAR_STREAM_SLACK = 1 << 20
 """Decompressed tar bytes read beyond ``max_upload_bytes`` before a bundle is refused: headers and
 padding take less than the block each member is charged, so this only covers the archive's end."""
+_MAX_HEADER_BYTES = 1 << 20
+"""Tar bytes a member may take beyond its data (headers, and tarfile's read-ahead)."""
 _STAGING_PREFIX = ".upload-"
 _TRASH_PREFIX = ".deleted-"
 _FIRST_VERSION = "1"
+_VERSION = re.compile(r"[0-9]+")
 _DEFAULT_MODEL_FILE = ".default_model"
 _COPY_CHUNK = 1 << 20
 _MEMBER_PATH_ERRORS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST)
@@ -104,11 +109,11 @@ class ModelRepository:
         """
         kind = "gzip-compressed tar" if compressed else "tar"
         raw = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
-        source = _BoundedStream(raw, self.max_upload_bytes, kind)
+        source = _TarStream(raw, self.max_upload_bytes, kind)
         try:
             with tarfile.open(fileobj=source, mode="r|") as archive:
-                return self._unpack(archive)
-        except tarfile.TarError as exc:
+                return self._unpack(archive, source)
+        except (tarfile.TarError, ValueError) as exc:  # NOTE: tarfile raises ValueError on bad sparse maps
             raise InvalidArgument(f"Not a valid {kind} bundle: {exc}") from None
 
     def delete(self, name: str) -> None:
@@ -136,12 +141,13 @@ class ModelRepository:
             # NOTE: we create every directory we write into, so only a delete of the model removes one.
             raise Conflict(f"Model {name} was deleted while this upload was written; nothing was added") from None
 
-    def _unpack(self, archive: tarfile.TarFile) -> tuple[str, int]:
+    def _unpack(self, archive: tarfile.TarFile, source: _TarStream) -> tuple[str, int]:
         budget = _DiskBudget(self.max_upload_bytes)
         with contextlib.ExitStack() as cleanup:
             name: str | None = None
             staging: _Staging | None = None
             for count, member in enumerate(archive, start=1):
+                source.allow(member.size)  # NOTE: its data, then the next member's headers
                 if count > MAX_BUNDLE_MEMBERS:
                     raise PayloadTooLarge(f"A bundle holds at most {MAX_BUNDLE_MEMBERS} files and directories")
                 top, rest = _split_member(member)
@@ -203,7 +209,7 @@ class _Staging:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 # NOTE: another upload created the model meanwhile: this one becomes its next version.
-        version = max((int(p.name) for p in self.model_dir.iterdir() if p.name.isdigit()), default=0) + 1
+        version = max((int(p.name) for p in self.model_dir.iterdir() if _VERSION.fullmatch(p.name)), default=0) + 1
         while True:
             try:
                 os.rename(self.version_dir, self.model_dir / str(version))
@@ -237,25 +243,34 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"Upload unpacks to more than the limit of {limit} bytes (max_upload_bytes)")
 
 
-class _BoundedStream:
-    """A bundle's decompressed tar stream, refused a little past ``limit``; its decoding errors are the client's."""
+class _TarStream:
+    """A bundle's decompressed tar stream, as tarfile reads it: refused a little past ``limit`` bytes in all,
+    and past what :meth:`allow` allows since it was last called. Its decoding errors are the client's."""
 
     def __init__(self, raw: IO[bytes], limit: int, kind: str) -> None:
         self._raw = raw
         self._limit = limit
         self._left = limit + _TAR_STREAM_SLACK
+        self._allowed = _MAX_HEADER_BYTES  # NOTE: the first member's headers
         self._kind = kind
 
+    def allow(self, data_size: int) -> None:
+        """From now on, let tarfile read a member's ``data_size`` bytes of data and headers after them."""
+        self._allowed = data_size + _MAX_HEADER_BYTES
+
     def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (never more than the limit allows, plus one to notice it is passed)."""
-        want = self._left + 1 if size < 0 else min(size, self._left + 1)
+        """Up to ``size`` bytes (never more than the bounds allow, plus one to notice one is passed)."""
+        bound = min(self._left, self._allowed) + 1
         try:
-            data = self._raw.read(want)
+            data = self._raw.read(bound if size < 0 else min(size, bound))
         except (OSError, EOFError, zlib.error) as exc:
             raise InvalidArgument(f"Not a valid {self._kind} bundle: {exc}") from None
         self._left -= len(data)
+        self._allowed -= len(data)
         if self._left < 0:
             raise _too_large(self._limit)
+        if self._allowed < 0:
+            raise PayloadTooLarge(f"A bundle member's headers take more than {_MAX_HEADER_BYTES} bytes")
         return data
 
 
