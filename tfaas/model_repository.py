@@ -187,10 +187,10 @@ class _Staging:
 
     def __enter__(self) -> _Staging:
         try:
-            self._top = self.version_dir = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self.model_dir))
+            self._top = self.version_dir = _hidden_dir(self.model_dir)
         except FileNotFoundError:
             self._root.mkdir(parents=True, exist_ok=True)
-            self._top = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self._root))
+            self._top = _hidden_dir(self._root)
             self.version_dir = self._top / _FIRST_VERSION
             self.version_dir.mkdir()
             self._new_model = True
@@ -218,6 +218,14 @@ class _Staging:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 version += 1  # NOTE: another upload (maybe in another worker) took this number
+
+
+def _hidden_dir(parent: Path) -> Path:
+    """A new staging directory in ``parent``, with the permissions the process gives new directories
+    (``tempfile.mkdtemp`` would make the published version and model private to the server's user)."""
+    path = parent / f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
+    path.mkdir()
+    return path
 
 
 class _DiskBudget:
