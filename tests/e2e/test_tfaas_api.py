@@ -391,7 +391,8 @@ def test_uploads_racing_deletes_succeed_or_conflict(server, files):
             seen[f"delete {deleted.result()}"] += 1
     assert set(seen) <= {"upload 200", "upload 409", "delete 200", "delete 404"}, seen
     assert seen["upload 200"] > 0 and seen["delete 200"] > 0, seen
-    assert [p.name for p in repository(server).iterdir() if p.name.startswith(".")] == [], "no staging, no trash"
+    leftovers = [p.name for p in repository(server).iterdir() if p.name.startswith((".upload-", ".deleted-"))]
+    assert leftovers == [], "no staging, no trash"
     racer = repository(server) / "racer"
     if racer.exists():
         assert all(re.fullmatch(r"[0-9]+", p.name) for p in racer.iterdir())
