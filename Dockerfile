@@ -2,7 +2,8 @@
 #   docker build -t tfaas .
 #   docker run -p 8501:8501 -v /srv/models/my_model:/models/my_model -e MODEL_NAME=my_model tfaas
 # Flags after the image name are passed to `tfaas serve` (e.g. --model_config_file=/models/models.config);
-# TFAAS_<OPTION> variables set any option (-e TFAAS_LOG_FORMAT=json -e TFAAS_WORKERS=2).
+# TFAAS_<OPTION> variables set any option (-e TFAAS_LOG_FORMAT=json -e TFAAS_WORKERS=2); TFaaS's write
+# calls are off unless -e TFAAS_ENABLE_MODEL_MANAGEMENT=true (README, "The TFaaS API").
 # docker stop drains in-flight requests (graceful_timeout, 30 s: give `docker stop -t` more);
 # docker kill -s HUP reloads the model config file.
 FROM python:3.11-slim

@@ -3,7 +3,8 @@
 #   docker run -p 8501:8501 -v /srv/models/my_model:/models/my_model -e MODEL_NAME=my_model tfaas
 # serves $MODEL_BASE_PATH/$MODEL_NAME as $MODEL_NAME. Arguments after the image name come after ours,
 # so they add to or override them: --model_config_file=/models/models.config, --rest_api_port=8080.
-# Outside a container it works the same, with `tfaas` on PATH.
+# Outside a container it works the same, with `tfaas` on PATH. TFaaS's upload/delete/params calls are
+# off unless TFAAS_ENABLE_MODEL_MANAGEMENT=true (with TFAAS_MODEL_REPOSITORY and TFAAS_ADMIN_TOKEN).
 set -eu
 
 MODEL_NAME="${MODEL_NAME:-model}"

@@ -1,16 +1,19 @@
-"""The model repository behind TFaaS's upload and delete calls: versioning, atomicity, tar safety."""
+"""The model repository behind TFaaS's upload and delete calls: versioning, atomicity, tar safety, bounds."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import random
+import subprocess
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from tfaas.errors import InvalidArgument, NotFound, PayloadTooLarge
-from tfaas.model_repository import ModelRepository
+from tfaas.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, TfaasError
+from tfaas.model_repository import MAX_BUNDLE_MEMBERS, ModelRepository
 
 
 def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], compressed: bool = True) -> bytes:
@@ -43,7 +46,7 @@ def snapshot(root: Path) -> list[str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> ModelRepository:
-    return ModelRepository(str(tmp_path / "repo"), max_upload_bytes=10_000)
+    return ModelRepository(str(tmp_path / "repo"), max_upload_bytes=100_000)
 
 
 def test_uploads_become_consecutive_versions(repo):
@@ -112,9 +115,9 @@ def test_not_a_tar_and_empty_tar(repo):
 
 def test_size_limits(repo):
     with pytest.raises(PayloadTooLarge):
-        repo.add_version("m", {"model.pb": b"x" * 10_001})
-    bomb = tar_bytes([file_member("m/saved_model.pb", b"\0" * 50_000)])
-    assert len(bomb) < 10_000, "compresses well: only the unpacked size is over the limit"
+        repo.add_version("m", {"model.pb": b"x" * 100_001})
+    bomb = tar_bytes([file_member("m/saved_model.pb", b"\0" * 500_000)])
+    assert len(bomb) < 100_000, "compresses well: only the unpacked size is over the limit"
     with pytest.raises(PayloadTooLarge):
         repo.add_bundle(io.BytesIO(bomb), compressed=True)
     assert snapshot(repo.root) == []
@@ -147,3 +150,164 @@ def test_default_model_is_shared_through_the_disk(repo, tmp_path):
 def test_gzip_body_is_not_confused_with_plain(repo):
     plain = tar_bytes([file_member("m/saved_model.pb")], compressed=False)
     assert repo.add_bundle(io.BytesIO(gzip.compress(plain)), compressed=True) == ("m", 1)
+
+
+def sparse_tar(tmp_path: Path, size: int) -> bytes:
+    """A GNU tar (``tar --sparse``) of ``m/saved_model.pb``: a file of ``size`` bytes that is all hole."""
+    (tmp_path / "sparse" / "m").mkdir(parents=True)
+    with open(tmp_path / "sparse" / "m" / "saved_model.pb", "wb") as hole:
+        hole.truncate(size)
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", "../m.tar", "m"], cwd=tmp_path / "sparse", check=True)
+    return (tmp_path / "m.tar").read_bytes()
+
+
+@pytest.mark.parametrize("size,error", [(1 << 30, PayloadTooLarge), (1000, InvalidArgument)], ids=["1 GiB", "1 KB"])
+def test_sparse_members_are_refused_before_writing(repo, tmp_path, size, error):
+    bundle = sparse_tar(tmp_path, size)
+    assert len(bundle) <= 10240
+    with pytest.raises(error):
+        repo.add_bundle(io.BytesIO(bundle), compressed=False)
+    assert snapshot(repo.root) == []
+
+
+class Tapped(io.RawIOBase):
+    """A body that calls ``tap`` once ``after`` of its bytes were read (to act in the middle of an upload)."""
+
+    def __init__(self, data: bytes, after: int, tap: Callable[[], None]) -> None:
+        self._data, self._after, self._tap, self._read = io.BytesIO(data), after, tap, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        count = self._data.readinto(memoryview(buffer)[:512])
+        self._read += count
+        if self._read >= self._after and self._tap:
+            self._tap, tap = None, self._tap
+            tap()
+        return count
+
+
+def two_file_bundle(name: str = "m") -> bytes:
+    return tar_bytes(
+        [file_member(f"{name}/saved_model.pb", b"a" * 30_000), file_member(f"{name}/x", b"b" * 30_000)], False
+    )
+
+
+def test_upload_that_a_delete_overtakes_is_a_conflict_and_leaves_nothing(repo):
+    repo.add_version("m", {"saved_model.pb": b"old"})
+    body = Tapped(two_file_bundle(), after=40_000, tap=lambda: repo.delete("m"))
+    with pytest.raises(Conflict, match="deleted while this upload was written"):
+        repo.add_bundle(body, compressed=False)
+    assert snapshot(repo.root) == []
+
+
+def test_a_new_model_appears_with_its_first_version_only(repo):
+    seen: list[list[str]] = []
+    body = Tapped(two_file_bundle(), after=40_000, tap=lambda: seen.append([m.name for m in repo.model_configs()]))
+    assert repo.add_bundle(body, compressed=False) == ("m", 1)
+    assert seen == [[]], "no model m while its upload is written"
+    assert snapshot(repo.root / "m") == ["1", "1/saved_model.pb", "1/x"]
+    assert repo.add_bundle(io.BytesIO(two_file_bundle()), compressed=False) == ("m", 2)
+    assert snapshot(repo.root) == ["m"] + [f"m/{v}{f}" for v in "12" for f in ("", "/saved_model.pb", "/x")]
+
+
+def test_every_file_and_directory_costs_a_block(repo):
+    bundle = tar_bytes([file_member(f"m/empty{i}", b"") for i in range(100)])
+    with pytest.raises(PayloadTooLarge):
+        repo.add_bundle(io.BytesIO(bundle), compressed=True)
+    assert snapshot(repo.root) == []
+
+
+def test_member_count_is_bounded(tmp_path):
+    repo = ModelRepository(str(tmp_path / "repo"), max_upload_bytes=1 << 30)
+    bundle = tar_bytes([dir_member(f"m/d{i}") for i in range(MAX_BUNDLE_MEMBERS + 1)])
+    with pytest.raises(PayloadTooLarge, match=f"at most {MAX_BUNDLE_MEMBERS}"):
+        repo.add_bundle(io.BytesIO(bundle), compressed=True)
+    assert snapshot(repo.root) == []
+
+
+def pax_record_bomb() -> bytes:
+    info = tarfile.TarInfo("m/saved_model.pb")
+    info.pax_headers = {"comment": "x" * 3_000_000}
+    return tar_bytes([(info, b"graph")])
+
+
+def long_name_bomb() -> bytes:
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = tarfile.GNUTYPE_LONGNAME, 3_000_000
+    return gzip.compress(info.tobuf(tarfile.GNU_FORMAT) + b"m/" + b"x" * (3_000_000 - 2) + bytes(1024))
+
+
+def sparse_map_bomb() -> bytes:
+    """A PAX sparse file (format 1.0), whose map tarfile reads before the member is returned: 10^9 entries."""
+    info = tarfile.TarInfo("m/GNUSparseFile.0/x")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "m/x"}
+    return tar_bytes([(info, b"1000000000\n" + b"1\n" * 1_500_000)])
+
+
+@pytest.mark.parametrize("bomb", [pax_record_bomb, long_name_bomb, sparse_map_bomb])
+def test_headers_that_claim_megabytes_are_not_read_whole(tmp_path, bomb):
+    repo = ModelRepository(str(tmp_path / "repo"), max_upload_bytes=1 << 30)
+    body = bomb()
+    assert len(body) < 100_000
+    with pytest.raises(PayloadTooLarge, match="headers take more than 1048576 bytes"):
+        repo.add_bundle(io.BytesIO(body), compressed=True)
+    assert snapshot(repo.root) == []
+
+
+HOSTILE_PATHS = [
+    ("name too long", [file_member("m/" + "x" * 300)]),
+    ("file where a directory goes", [file_member("m/a"), file_member("m/a/b")]),
+    ("directory where a file is", [file_member("m/a"), dir_member("m/a")]),
+    ("the model itself a file", [file_member("m")]),
+]
+
+
+@pytest.mark.parametrize("members", [c[1] for c in HOSTILE_PATHS], ids=[c[0] for c in HOSTILE_PATHS])
+def test_member_paths_that_cannot_be_written_are_the_clients_error(repo, members):
+    with pytest.raises(InvalidArgument):
+        repo.add_bundle(io.BytesIO(tar_bytes(members)), compressed=True)
+    assert snapshot(repo.root) == []
+
+
+def test_a_negative_declared_size_is_refused(repo):
+    header = bytearray(tarfile.TarInfo("m/saved_model.pb").tobuf(tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 12  # NOTE: -1 in the base-256 encoding of large sizes
+    header[148:156] = b"%06o\0 " % (sum(header[:148]) + 8 * 32 + sum(header[156:]))
+    with pytest.raises(InvalidArgument, match="negative size"):
+        repo.add_bundle(io.BytesIO(bytes(header) + bytes(1024)), compressed=False)
+    assert snapshot(repo.root) == []
+
+
+def test_corrupt_gzip_is_the_clients_error(repo):
+    good = tar_bytes([file_member("m/saved_model.pb", bytes(range(256)) * 100)])
+    with pytest.raises(InvalidArgument, match="Not a valid gzip-compressed tar bundle"):
+        repo.add_bundle(io.BytesIO(good[:40] + b"\xff" * 200 + good[240:]), compressed=True)
+    assert snapshot(repo.root) == []
+
+
+def sparse_pax_member() -> tuple[tarfile.TarInfo, bytes]:
+    """A PAX sparse file (format 1.0: its map heads its data) of 700 bytes with one data region."""
+    info = tarfile.TarInfo("m/GNUSparseFile.0/s")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "m/s"}
+    info.pax_headers["GNU.sparse.realsize"] = "700"
+    return info, b"1\n0\n700\n".ljust(512, b"\0") + b"a" * 700
+
+
+def test_mutated_bundles_are_refused_or_written_never_crash(repo):
+    """Random byte changes to bundles in every tar format: each is refused with a client error or written."""
+    seeds = [
+        tar_bytes([dir_member("m"), file_member("m/" + "x" * 120, bytes(700)), file_member("m/v/i", b"0" * 10)], False),
+        tar_bytes([sparse_pax_member(), file_member("m/v/i", b"0" * 10)], False),
+    ]
+    chosen = random.Random(10)
+    for _ in range(1000):
+        body = bytearray(chosen.choice(seeds))
+        for _ in range(chosen.randint(1, 6)):
+            at = chosen.randrange(len(body))
+            body[at : at + 3] = chosen.choice([bytes([chosen.randrange(256)]), b"\n", b"999", b"\xff\xff\xff", b"-1\n"])
+        try:
+            repo.add_bundle(io.BytesIO(bytes(body)), compressed=False)
+        except TfaasError:
+            assert [p for p in repo.root.glob(".*")] == [], "a refused bundle leaves nothing"

@@ -46,6 +46,7 @@ from tfaas.batching.parameters import BatchingParameters
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.errors import ConfigError, InvalidArgument
 from tfaas.logs import LOG_FORMATS
+from tfaas.model_names import NAME_RULE, is_valid_name
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,6 @@ SUPPORTED_PLATFORMS = ("tensorflow",)
 SWAP_POLICIES = ("availability", "resource")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-# Model names and labels appear in URL paths (/v1/models/<name>/labels/<label>), so no '/' or ':'.
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_NAME_RULE = "use only letters, digits, '_', '.' and '-'"
 _URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _MODEL_KEYS = (
     "name",
@@ -255,8 +253,8 @@ class ModelConfig:
 def _model_name(raw: Any, where: str) -> str:
     """Validate a model name: a non-empty string usable in a URL path segment."""
     name = _checked(_coerce(raw if raw is not None else "", str, where), _non_empty, where)
-    if not _NAME_RE.fullmatch(name):
-        raise ConfigError(f"{where}: invalid model name {name!r}: {_NAME_RULE}")
+    if not is_valid_name(name):
+        raise ConfigError(f"{where}: invalid model name {name!r}: {NAME_RULE}")
     return name
 
 
@@ -332,8 +330,8 @@ def _labels(raw: Any, where: str) -> VersionLabels:
         raise ConfigError(f"{where}: expected a mapping of label to version, got {raw!r}")
     labels: dict[str, int] = {}
     for label, version in raw.items():
-        if not isinstance(label, str) or not _NAME_RE.fullmatch(label):
-            raise ConfigError(f"{where}: invalid label {label!r}: {_NAME_RULE}")
+        if not isinstance(label, str) or not is_valid_name(label):
+            raise ConfigError(f"{where}: invalid label {label!r}: {NAME_RULE}")
         labels[label] = _checked(_to_int(version, f"{where}.{label}"), _at_least(0), f"{where}.{label}")
     return VersionLabels(labels)
 
@@ -645,8 +643,8 @@ class Settings:
     )
     model_repository: str = _option(
         "",
-        "Directory of models that TFaaS's API may add to and delete from (<dir>/<name>/<version>/); every"
-        " model in it is served. Empty: the TFaaS write calls are refused.",
+        "Directory of models (<dir>/<name>/<version>/), every one of them served; with enable_model_management,"
+        " TFaaS's API adds models to it and deletes them. Empty: the TFaaS write calls are refused.",
         path=True,
     )
     tfaas_api_prefix: str = _option(
@@ -654,7 +652,14 @@ class Settings:
         "Also serve TFaaS's API under this URL prefix (e.g. /tfaas), as TFaaS's `base` setting does.",
         check=lambda v: None if v == "" or re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", v) else "must look like /name",
     )
-    read_only: bool = _option(False, "Refuse TFaaS's upload, delete and params calls (HTTP 403).")
+    enable_model_management: bool = _option(
+        False,
+        "Turn on TFaaS's upload, delete and params calls, which change the models on disk; off, they answer"
+        " 403. Set admin_token too: without it, anyone who can reach the port may change the models.",
+    )
+    read_only: bool = _option(
+        False, "Refuse TFaaS's upload, delete and params calls (HTTP 403) even with enable_model_management."
+    )
     admin_token: str = _option(
         "",
         "If set, TFaaS's upload, delete and params calls need the header `Authorization: Bearer <token>`.",

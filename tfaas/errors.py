@@ -60,6 +60,13 @@ class PermissionDenied(TfaasError):
     http_status = 403
 
 
+class Conflict(TfaasError):
+    """A write that lost a race with another write, e.g. an upload to a model deleted meanwhile (HTTP 409)."""
+
+    code = "ABORTED"
+    http_status = 409
+
+
 class PayloadTooLarge(TfaasError):
     """An upload over the configured size limit (HTTP 413)."""
 

@@ -158,7 +158,7 @@ class ServerCore:
             self._models = models
             for model in models.values():
                 self.manager.set_swap_policy(model.name, model.swap_policy)
-            self._source.update_config([_source_config(m) for m in models.values()])
+            self._source.update_config([_source_config(m, removable=m not in configured) for m in models.values()])
             if added or removed:
                 log.info("Serving %d models (added %s, removed %s)", len(models), added, removed)
 
@@ -240,12 +240,14 @@ def batching_enabled(settings: Settings, model: ModelConfig) -> bool:
     return settings.enable_batching if model.batching is None else model.batching is not False
 
 
-def _source_config(model: ModelConfig) -> ServableSourceConfig:
+def _source_config(model: ModelConfig, removable: bool) -> ServableSourceConfig:
+    """What the source watches for ``model``; ``removable`` for the model repository's, which a delete removes."""
     return ServableSourceConfig(
         name=model.name,
         base_path=model.base_path,
         version_policy=model.version_policy,
         settle_seconds=model.settle_seconds,
+        removable=removable,
     )
 
 

@@ -1,14 +1,22 @@
-"""TFaaS's API end to end: the curl commands of TFaaS's documents, its protobuf client, safe uploads."""
+"""TFaaS's API end to end: the curl commands of TFaaS's documents, its protobuf client, safe uploads:
+writes off by default, bombs refused with the disk they take bounded, uploads racing deletes."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
 import json
+import os
+import re
 import shlex
+import shutil
 import subprocess
 import tarfile
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,7 +58,15 @@ def files(tmp_path_factory) -> Path:
 def server(start_server, tmp_path_factory) -> ServerProcess:
     repo = tmp_path_factory.mktemp("repo")
     # NOTE: two workers: an upload must reach the models of every worker, each watching the repository.
-    return start_server("--model_repository", str(repo), "--max_upload_bytes", str(MAX_UPLOAD), "--workers", "2")
+    return start_server(
+        "--model_repository",
+        str(repo),
+        "--max_upload_bytes",
+        str(MAX_UPLOAD),
+        "--workers",
+        "2",
+        "--enable_model_management",
+    )
 
 
 def wait_served(server: ServerProcess, model: str, image: bool = False) -> None:
@@ -128,6 +144,9 @@ def test_documented_curl_commands(server, files):
     curl("curl -s -X DELETE https://cms-tfaas.cern.ch/delete -F 'model=model'", server, files)
     wait_for(lambda: server.post("/json", json={"values": VALUES, "model": "model"}).status_code == 404, 15)
     assert not (repository(server) / "model").exists()
+    time.sleep(1.0)  # NOTE: both workers' sources have seen the base path go (poll: 0.5 s)
+    removed = repository(server) / "model"
+    assert [line for line in server.log().splitlines() if f"{removed} " in line and "[ERROR]" in line] == []
 
 
 def test_protobuf_client(server, files):
@@ -244,3 +263,153 @@ def test_bad_params_and_bad_image(server, files):
     image = server.post("/image", data={"model": "vk"}, files={"image": ("file.png", NOT_AN_IMAGE)})
     assert image.status_code == 400 and "Invalid image" in image.json()["error"]
     assert server.post("/json", json={"values": VALUES, "model": "vk"}).status_code == 200
+
+
+def test_start_warns_that_anyone_may_change_models(server):
+    warnings = [line for line in server.log().splitlines() if "[WARNING]" in line and "admin_token" in line]
+    assert len(warnings) == 1, "logged once, by the master"
+    assert f"anyone who can reach port {server.port} may upload, delete or change models" in warnings[0]
+
+
+def test_plain_tfaas_serve_refuses_writes(start_server, half_plus, tmp_path):
+    """``tfaas serve`` with no flag at all: the example models are served, and nobody may delete them."""
+    examples = tmp_path / "examples"
+    for name in ("half_plus_two", "dense42"):
+        shutil.copytree(half_plus(2.0), examples / name / "1")
+    plain = start_server(env={"TFAAS_EXAMPLES_DIR": str(examples)})
+    plain.wait_available("half_plus_two", 1)
+    before = sorted(str(p.relative_to(examples)) for p in examples.rglob("*"))
+    answers = [
+        requests.delete(f"{plain.url}/delete/half_plus_two", timeout=30),
+        requests.delete(f"{plain.url}/delete", data={"model": "dense42"}, timeout=30),
+        plain.post("/upload", data={"name": "x"}, files={"params": ("params.json", b"{}"), "model": ("m.pb", b"g")}),
+        plain.post("/upload", data=bundle({"x/saved_model.pb": b"g"}), headers={"Content-Encoding": "gzip"}),
+        plain.post("/params", json={"name": "dense42"}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 403 and answer.headers["Content-Type"] == "application/json"
+        assert "--enable_model_management" in answer.json()["error"]
+    assert sorted(str(p.relative_to(examples)) for p in examples.rglob("*")) == before
+    assert plain.post("/v1/models/half_plus_two:predict", json={"instances": [[1.0]]}).json() == {
+        "predictions": [[2.5]]
+    }
+    assert "admin_token" not in plain.log(), "no warning: nobody may write"
+
+
+def disk_use(root: Path) -> int:
+    """Bytes the files and directories under ``root`` take on disk (what ``du`` counts)."""
+    total = 0
+    for directory, subdirectories, files in os.walk(root):
+        for name in subdirectories + files:
+            with contextlib.suppress(FileNotFoundError):  # NOTE: removed while we walked
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total
+
+
+def upload_sampling_disk_use(server: ServerProcess, body: bytes, headers: dict[str, str]) -> tuple[int, int]:
+    """Upload ``body`` while a thread samples the repository's disk use; ``(status, peak bytes it added)``."""
+    root, done = repository(server), threading.Event()
+    baseline = disk_use(root)
+    peak = [baseline]
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], disk_use(root))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        response = server.post("/upload", data=body, headers={"Content-Type": "application/octet-stream", **headers})
+    finally:
+        done.set()
+        sampler.join()
+    assert response.headers["Content-Type"] == "application/json" and response.json()["error"], response.text
+    return response.status_code, peak[0] - baseline
+
+
+def sparse_bundle(tmp_path: Path) -> bytes:
+    """A 10 KB GNU tar (``tar --sparse``) whose ``sparse/saved_model.pb`` is 1 GiB: all of it a hole."""
+    (tmp_path / "sparse").mkdir()
+    with open(tmp_path / "sparse" / "saved_model.pb", "wb") as hole:
+        hole.truncate(1 << 30)
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", "sparse.tar", "sparse"], cwd=tmp_path, check=True)
+    return (tmp_path / "sparse.tar").read_bytes()
+
+
+def zeros_bundle(sizes: list[int]) -> bytes:
+    """A tar.gz of ``bomb/zeros<i>`` files of zeros, about 1 KB per MiB: gzip members, one per MiB of zeros
+    (a valid gzip stream, built without compressing a gigabyte)."""
+    mib = gzip.compress(bytes(1 << 20))
+    parts = []
+    for i, size in enumerate(sizes):
+        info = tarfile.TarInfo(f"bomb/zeros{i}")
+        info.size = size
+        parts += [gzip.compress(info.tobuf(tarfile.GNU_FORMAT)), mib * (size >> 20), gzip.compress(bytes(-size % 512))]
+    return b"".join(parts) + gzip.compress(bytes(1024))
+
+
+BOMBS = [
+    ("sparse tar: a 1 GiB member in 10 KB", lambda tmp_path: (sparse_bundle(tmp_path), {})),
+    ("gzip bomb: a 1 GiB member in 1 MB", lambda tmp_path: (zeros_bundle([1 << 30]), {"Content-Encoding": "gzip"})),
+    ("gzip bomb: 64 members of 1 MiB", lambda tmp_path: (zeros_bundle([1 << 20] * 64), {"Content-Encoding": "gzip"})),
+]
+
+
+@pytest.mark.parametrize("make", [b[1] for b in BOMBS], ids=[b[0] for b in BOMBS])
+def test_bombs_are_refused_and_the_disk_they_take_stays_under_the_limit(server, tmp_path, make):
+    body, headers = make(tmp_path)
+    assert len(body) < MAX_UPLOAD
+    before = sorted(p.name for p in repository(server).iterdir())
+    status, peak = upload_sampling_disk_use(server, body, headers)
+    assert status == 413
+    assert peak <= MAX_UPLOAD
+    assert sorted(p.name for p in repository(server).iterdir()) == before
+
+
+def test_uploads_racing_deletes_succeed_or_conflict(server, files):
+    """40 rounds of an upload (form or bundle) and a delete of the same model at once, across 2 workers."""
+    params = json.dumps({**json.loads((files / "params.json").read_text()), "name": "racer"}).encode()
+    graph = (files / "model.pb").read_bytes()
+    form = {"params": ("params.json", params), "model": ("model.pb", graph)}
+    bundled = bundle({"racer/params.json": params, "racer/model.pb": graph})
+
+    def upload(round_: int) -> int:
+        if round_ % 2:
+            return server.post("/upload", data={"name": "racer"}, files=form).status_code
+        return server.post("/upload", data=bundled, headers={"Content-Encoding": "gzip"}).status_code
+
+    def delete() -> int:
+        return requests.delete(f"{server.url}/delete/racer", timeout=30).status_code
+
+    seen: Counter[str] = Counter()
+    with ThreadPoolExecutor(2) as pool:
+        for round_ in range(40):
+            if round_ % 3 == 0:
+                upload(round_)  # NOTE: a model to delete, most rounds
+            uploaded, deleted = pool.submit(upload, round_), pool.submit(delete)
+            seen[f"upload {uploaded.result()}"] += 1
+            seen[f"delete {deleted.result()}"] += 1
+    assert set(seen) <= {"upload 200", "upload 409", "delete 200", "delete 404"}, seen
+    assert seen["upload 200"] > 0 and seen["delete 200"] > 0, seen
+    leftovers = [p.name for p in repository(server).iterdir() if p.name.startswith((".upload-", ".deleted-"))]
+    assert leftovers == [], "no staging, no trash"
+    racer = repository(server) / "racer"
+    if racer.exists():
+        assert all(re.fullmatch(r"[0-9]+", p.name) for p in racer.iterdir())
+        assert all((v / "model.pb").is_file() and (v / "params.json").is_file() for v in racer.iterdir())
+
+
+def test_an_upload_that_cannot_load_says_why_in_its_status(server):
+    upload = server.post(
+        "/upload", data=bundle({"broken/saved_model.pb": b"not a graph"}), headers={"Content-Encoding": "gzip"}
+    )
+    assert upload.json() == {"name": "broken", "version": 1}
+
+    def status_error() -> str:
+        versions = server.get("/v1/models/broken").json().get("model_version_status", [])
+        return versions[0]["status"]["error_message"] if versions else ""
+
+    assert wait_for(status_error, timeout=30)
+    listed = wait_for(lambda: [m for m in server.get("/models").json() if m["name"] == "broken" and m["error"]], 30)
+    assert listed[0]["version"] is None and listed[0]["state"] != "AVAILABLE"
+    assert requests.delete(f"{server.url}/delete/broken", timeout=30).status_code == 200

@@ -1,33 +1,40 @@
-"""TFaaS's API in-process: the URL prefix, read-only mode and the admin token (no model is loaded)."""
+"""TFaaS's API in-process: the URL prefix, who may write (model management, read-only mode, the admin
+token) and where form parts are stored (no model is loaded)."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from tfaas.config import Settings
 from tfaas.server.app import create_app
+from tfaas.server.tfaas_api import warn_if_anyone_may_write
 from tfaas.server_core import ServerCore
+
+MANAGED = Settings(enable_model_management=True, model_repository="/srv/repo")
 
 
 def client_for(tmp_path: Path, **settings):
-    base = Settings(model_repository=str(tmp_path / "repo"), file_system_poll_wait_seconds=-1)
+    base = dataclasses.replace(MANAGED, model_repository=str(tmp_path / "repo"), file_system_poll_wait_seconds=-1)
     return create_app(ServerCore(dataclasses.replace(base, **settings))).test_client()
 
 
-def form_upload(client, path="/upload", **headers):
-    return client.post(
-        path,
-        data={
-            "name": "m",
-            "params": (io.BytesIO(b'{"name": "m", "model": "model.pb"}'), "params.json"),
-            "model": (io.BytesIO(b"graph"), "model.pb"),
-        },
-        headers=headers,
-    )
+def form_upload(client, path="/upload", params=None, labels=None, model_file="model.pb", **headers):
+    """TFaaS's form upload of model ``m``; ``labels`` is ``(file name, content)``."""
+    params = {"name": "m", "model": "model.pb"} if params is None else params
+    data = {
+        "name": "m",
+        "params": (io.BytesIO(json.dumps(params).encode()), "params.json"),
+        "model": (io.BytesIO(b"graph"), model_file),
+    }
+    if labels is not None:
+        data["labels"] = (io.BytesIO(labels[1]), labels[0])
+    return client.post(path, data=data, headers=headers)
 
 
 def test_api_is_also_served_under_the_prefix(tmp_path):
@@ -38,13 +45,43 @@ def test_api_is_also_served_under_the_prefix(tmp_path):
     assert (tmp_path / "repo" / "m" / "1" / "model.pb").read_bytes() == b"graph"
 
 
-def test_read_only_refuses_writes_and_writes_nothing(tmp_path):
-    client = client_for(tmp_path, read_only=True)
-    assert form_upload(client).status_code == 403
-    assert client.delete("/delete/m").status_code == 403
-    assert client.post("/params", json={"name": "m"}).status_code == 403
-    assert not (tmp_path / "repo").exists()
+@pytest.mark.parametrize(
+    "settings,refusal",
+    [
+        ({"enable_model_management": False}, "start the server with --enable_model_management"),
+        ({"read_only": True}, "read-only"),
+    ],
+    ids=["management off (the default)", "read-only wins"],
+)
+def test_writes_refused_with_403_write_nothing(tmp_path, settings, refusal):
+    (tmp_path / "repo" / "kept" / "1").mkdir(parents=True)
+    client = client_for(tmp_path, **settings)
+    answers = [form_upload(client), client.delete("/delete/kept"), client.post("/params", json={"name": "kept"})]
+    for answer in answers:
+        assert answer.status_code == 403 and answer.content_type == "application/json"
+        assert refusal in answer.json["error"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["repo", "repo/kept", "repo/kept/1"]
     assert client.get("/models").status_code == 200, "reads still work"
+
+
+def test_management_is_off_by_default():
+    assert Settings().enable_model_management is False
+
+
+@pytest.mark.parametrize(
+    "settings,warned",
+    [
+        ({}, True),
+        ({"admin_token": "s3cret"}, False),
+        ({"enable_model_management": False}, False),
+        ({"read_only": True}, False),
+        ({"model_repository": ""}, False),
+    ],
+)
+def test_start_warns_when_anyone_may_write(caplog, settings, warned):
+    with caplog.at_level(logging.WARNING, logger="tfaas.server"):
+        warn_if_anyone_may_write(dataclasses.replace(MANAGED, **settings))
+    assert ("anyone who can reach port 8501 may upload, delete or change models" in caplog.text) == warned
 
 
 @pytest.mark.parametrize("header,status", [(None, 401), ("Bearer wrong", 401), ("Bearer s3cret", 200)])
@@ -59,3 +96,38 @@ def test_writes_without_a_repository_are_refused(tmp_path):
     client = client_for(tmp_path, model_repository="")
     response = form_upload(client)
     assert response.status_code == 403 and "model_repository" in response.json["error"]
+
+
+def test_labels_part_goes_where_params_json_says_whatever_its_file_name(tmp_path):
+    client = client_for(tmp_path)
+    params = {"name": "m", "model": "model.pb", "labels": "labels.txt"}
+    assert form_upload(client, params=params, labels=("params.json", b"a\nb\n")).status_code == 200
+    version = tmp_path / "repo" / "m" / "1"
+    assert json.loads((version / "params.json").read_text()) == params
+    assert (version / "labels.txt").read_bytes() == b"a\nb\n"
+
+
+@pytest.mark.parametrize(
+    "labels,model_file",
+    [(("params.json", b"a"), "model.pb"), (("model.pb", b"a"), "model.pb"), (None, "params.json")],
+    ids=["labels named params.json", "labels named as the model", "model named params.json"],
+)
+def test_parts_that_would_overwrite_each_other_are_refused(tmp_path, labels, model_file):
+    client = client_for(tmp_path)
+    answer = form_upload(client, params={"name": "m"}, labels=labels, model_file=model_file)
+    assert answer.status_code == 400 and "which another part of the upload already is" in answer.json["error"]
+    assert not (tmp_path / "repo" / "m").exists()
+
+
+@pytest.mark.parametrize("length,status", [(128, 200), (129, 400), (300, 400)])
+def test_every_name_accepted_can_be_deleted(tmp_path, length, status):
+    client = client_for(tmp_path)
+    name = "n" * length
+    upload = client.post(
+        "/upload",
+        data={"name": name, "params": (io.BytesIO(b"{}"), "params.json"), "model": (io.BytesIO(b"g"), "model.pb")},
+    )
+    assert upload.status_code == status, upload.json
+    deleted = client.delete(f"/delete/{name}")
+    assert deleted.status_code == (200 if status == 200 else 400), deleted.json
+    assert not (tmp_path / "repo").exists() or list((tmp_path / "repo").iterdir()) == []

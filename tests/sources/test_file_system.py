@@ -278,6 +278,30 @@ def test_deleted_and_recreated_base_path_is_watched_again(tmp_path, make_source)
     recorder.wait_for("m", [3], timeout=2.0)
 
 
+def base_path_notes(caplog) -> set[tuple[str, str]]:
+    return {(r.levelname, r.message) for r in caplog.records if "base path" in r.message.lower()}
+
+
+def test_removal_of_a_removable_base_path_is_news_not_an_error(tmp_path, make_source, caplog):
+    """A model repository's model that a delete removes logs INFO; a configured one that vanishes, an ERROR."""
+    for name in ("configured", "repository"):
+        make_model(tmp_path / name / "1")
+    with caplog.at_level(logging.INFO, logger="tfaas.sources"):
+        make_source(
+            ServableSourceConfig("configured", str(tmp_path / "configured")),
+            ServableSourceConfig("repository", str(tmp_path / "repository"), removable=True),
+        )
+        for name in ("configured", "repository"):
+            shutil.rmtree(tmp_path / name)
+        deadline = time.monotonic() + 5
+        while len(base_path_notes(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert base_path_notes(caplog) == {
+        ("ERROR", f"Could not find base path {tmp_path / 'configured'} for servable configured"),
+        ("INFO", f"Base path {tmp_path / 'repository'} of servable repository was removed"),
+    }
+
+
 def test_empty_base_path_emits_empty_list_and_warns(tmp_path, make_source, caplog):
     (tmp_path / "tmp").mkdir()
     with caplog.at_level(logging.WARNING, logger="tfaas.sources"):

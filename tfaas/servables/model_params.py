@@ -159,8 +159,7 @@ def read_labels(version_dir: str | os.PathLike[str], params: ModelParams | None)
     """
     if params is None or not params.labels:
         return []
-    name = os.path.basename(params.labels.replace("\\", "/"))
-    path = os.path.join(os.fspath(version_dir), name)
+    path = os.path.join(os.fspath(version_dir), stored_file_name(params.labels))
     try:
         with open(path, "rb") as file:
             text = file.read().decode("utf-8", errors="replace")
@@ -176,4 +175,10 @@ def read_labels(version_dir: str | os.PathLike[str], params: ModelParams | None)
 
 def model_file(version_dir: str | os.PathLike[str], params: ModelParams) -> str:
     """The path of the file ``params.model`` names in ``version_dir`` (its file name only, as for labels)."""
-    return os.path.join(os.fspath(version_dir), os.path.basename(params.model.replace("\\", "/")))
+    return os.path.join(os.fspath(version_dir), stored_file_name(params.model))
+
+
+def stored_file_name(reference: str) -> str:
+    """The file a ``model`` or ``labels`` reference of params.json names: its file name only, as TFaaS
+    stores uploads, so that it never points outside the version directory."""
+    return os.path.basename(reference.replace("\\", "/"))

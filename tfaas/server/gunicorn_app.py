@@ -36,6 +36,7 @@ from tfaas.errors import ConfigError
 from tfaas.logs import logging_config
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.server.listeners import check_port_free
+from tfaas.server.tfaas_api import warn_if_anyone_may_write
 
 if TYPE_CHECKING:
     from tfaas.server.asgi import AsgiFront
@@ -100,7 +101,9 @@ class TfaasApplication(BaseApplication):
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
         try:
             check_port_free(self.settings.host, self.settings.rest_api_port)
-            TfaasArbiter(self).run()
+            arbiter = TfaasArbiter(self)  # NOTE: sets up logging
+            warn_if_anyone_may_write(self.settings)
+            arbiter.run()
         except RuntimeError as exc:  # NOTE: as BaseApplication.run: a bad bind, a bad log config
             print(f"\nError: {exc}\n", file=sys.stderr)
             sys.stderr.flush()

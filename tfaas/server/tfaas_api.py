@@ -8,7 +8,8 @@ hot-swapped in by the lifecycle like any other version.
 Where TFaaS is unsafe or broken, this does better (see README, "TFaaS API"): every error is a 4xx/5xx
 JSON ``{"error": ...}`` instead of a dropped connection; tarballs are checked member by member;
 uploads are bounded, atomic and versioned; ``op`` is optional; labels are applied to ``/proto`` and
-``/image`` answers; write calls can be turned off or protected with a token.
+``/image`` answers; the write calls are off unless ``enable_model_management`` turns them on, and a token
+can guard them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import os
 import threading
 import time
@@ -25,12 +27,16 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from google.protobuf.message import DecodeError
 
+from tfaas.config import Settings
 from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
-from tfaas.model_repository import ModelRepository, check_model_name
+from tfaas.model_names import check_model_name
+from tfaas.model_repository import ModelRepository
 from tfaas.protos import tfaas_pb2
-from tfaas.servables.model_params import parse_params
+from tfaas.servables.model_params import PARAMS_JSON, parse_params, stored_file_name
 from tfaas.servables.tfaas_inference import classify_image, predict_row, top_labels
 from tfaas.server_core import ModelSpec, ServerCore
+
+log = logging.getLogger("tfaas.server")
 
 _STARTED = time.time()
 
@@ -53,18 +59,41 @@ def _json(payload: Any, status: int = 200) -> Response:
 # ---- write calls ------------------------------------------------------------------------------------
 
 
-def _writable_repository() -> ModelRepository:
-    """The repository, once the request may write to it (token, read-only mode)."""
-    core = _core()
-    settings = core.settings
-    if settings.admin_token:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), settings.admin_token.encode()):
-            raise Unauthenticated("This call needs the header 'Authorization: Bearer <admin token>'")
+def warn_if_anyone_may_write(settings: Settings) -> None:
+    """At start: warn when the write calls are on and no admin token guards them."""
+    if _refusal(settings) is None and not settings.admin_token:
+        log.warning(
+            "Model management is on without an admin_token: anyone who can reach port %d may upload, delete"
+            " or change models",
+            settings.rest_api_port,
+        )
+
+
+def _refusal(settings: Settings) -> PermissionDenied | None:
+    """Why the write calls are refused to everyone (``None``: they are on)."""
+    if not settings.enable_model_management:
+        return PermissionDenied(
+            "Model management is disabled: start the server with --enable_model_management to upload, delete"
+            " or change models"
+        )
     if settings.read_only:
-        raise PermissionDenied("The server is read-only: uploads, deletes and params changes are turned off")
-    if core.repository is None:
-        raise PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
+        return PermissionDenied("The server is read-only: uploads, deletes and params changes are turned off")
+    if not settings.model_repository:
+        return PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
+    return None
+
+
+def _writable_repository() -> ModelRepository:
+    """The repository, once the request may write to it (model management on, the admin token if set)."""
+    core = _core()
+    refusal = _refusal(core.settings)
+    if refusal is not None:
+        raise refusal
+    if core.settings.admin_token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), core.settings.admin_token.encode()):
+            raise Unauthenticated("This call needs the header 'Authorization: Bearer <admin token>'")
+    assert core.repository is not None  # NOTE: built from model_repository, which _refusal checked
     return core.repository
 
 
@@ -89,12 +118,23 @@ def _form_upload(repository: ModelRepository) -> tuple[str, int]:
     model_name = os.path.basename(model_part.filename or "")
     if params.model and params.model != model_name:
         raise InvalidArgument(f"params.json names model file {params.model!r} but {model_name!r} was uploaded")
-    files = {"params.json": params_bytes}
-    files[model_name] = _model_bytes(model_part.read())
+    files = {PARAMS_JSON: params_bytes}
+    _add_part(files, "model", model_name, _model_bytes(model_part.read()))
     if "labels" in request.files:
         labels = request.files["labels"]
-        files[os.path.basename(labels.filename or "") or "labels.txt"] = labels.read()
+        # NOTE: where params.json says the labels are, whatever the client called its file.
+        labels_name = stored_file_name(params.labels) or os.path.basename(labels.filename or "") or "labels.txt"
+        _add_part(files, "labels", labels_name, labels.read())
     return name, repository.add_version(name, files)
+
+
+def _add_part(files: dict[str, bytes], field: str, file_name: str, data: bytes) -> None:
+    """Add a form part to the upload's files, refusing one that would overwrite another (labels named params.json)."""
+    if file_name in files:
+        raise InvalidArgument(
+            f"The {field} part would be written to {file_name!r}, which another part of the upload already is"
+        )
+    files[file_name] = data
 
 
 def _file_part(field: str) -> Any:
@@ -155,16 +195,18 @@ def models() -> Response:
 
 
 def _model_entry(core: ServerCore, name: str) -> dict[str, Any]:
-    states = core.monitor.version_states(name)
-    latest_state = next(iter(states.values())).state.name if states else "START"
+    """TFaaS's params keys, the version that serves and its state; else the newest version's state and
+    the error that ended it, if one did (an upload that cannot load says why here)."""
+    latest = next(iter(core.monitor.version_states(name).values()), None)
     try:
         with core.get_handle(ModelSpec(name)) as handle:
             params = handle.servable.params
             entry = params.to_json_dict() if params else _default_params(name)
-            entry.update(version=handle.id.version, state="AVAILABLE")
+            entry.update(version=handle.id.version, state="AVAILABLE", error="")
             return entry
     except (NotFound, Unavailable):
-        return {**_default_params(name), "version": None, "state": latest_state}
+        state, error = (latest.state.name, latest.error or "") if latest else ("START", "")
+        return {**_default_params(name), "version": None, "state": state, "error": error}
 
 
 def _default_params(name: str) -> dict[str, Any]:

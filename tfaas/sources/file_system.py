@@ -103,12 +103,15 @@ class ServableSourceConfig:
     """One model the source watches: its name, its base path and which of its versions to serve.
 
     ``settle_seconds`` overrides the source's default for this model (``None`` keeps the default).
+    ``removable``: the base path may be removed on purpose (a model of the model repository, deleted),
+    so its absence is logged at INFO rather than as TF Serving's error.
     """
 
     name: str
     base_path: str
     version_policy: ServableVersionPolicy = field(default_factory=ServableVersionPolicy)
     settle_seconds: float | None = None
+    removable: bool = False
 
     def __post_init__(self) -> None:
         """Reject a config that cannot work, when it is built rather than at the first poll."""
@@ -505,7 +508,10 @@ class FileSystemStoragePathSource:
         try:
             versions = _version_dirs(base, name, notes)
         except OSError as error:
-            notes[f"Could not list base path {base} for servable {name}: {error}"] = logging.ERROR
+            if isinstance(error, FileNotFoundError) and state.config.removable:
+                notes[_removal(state)] = logging.INFO  # NOTE: removed between the stat and the listing
+            else:
+                notes[f"Could not list base path {base} for servable {name}: {error}"] = logging.ERROR
             return None, None
         if not versions:
             notes[
@@ -541,8 +547,11 @@ class FileSystemStoragePathSource:
         if is_dir:
             self._hold_watch(name, base, True, info.st_ino)
             return True
-        suffix = ": not a directory" if info is not None else ""
-        notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
+        if info is None and state.config.removable:
+            notes[_removal(state)] = logging.INFO
+        else:
+            suffix = ": not a directory" if info is not None else ""
+            notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
         ancestor = _nearest_directory(os.path.dirname(base))
         self._hold_watch(name, ancestor[0], False, ancestor[1])
         # NOTE: what was created between the stat and the watch sent no event to it: look again next poll.
@@ -619,6 +628,11 @@ def _restate(
             new_states[name] = _ServableState(config, os.path.abspath(config.base_path), settle)
     removed = [state for name, state in states.items() if name not in configs]
     return new_states, removed
+
+
+def _removal(state: _ServableState) -> str:
+    """The note for a removable servable whose base path is gone: news, not an error."""
+    return f"Base path {state.base} of servable {state.config.name} was removed"
 
 
 def _leads_to(path: str, base: str) -> bool:
