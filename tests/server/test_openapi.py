@@ -69,3 +69,43 @@ def test_served_documents_match_the_shipped_one(app):
     client = app.test_client()
     assert client.get("/openapi.json").json == openapi_document()
     assert client.get("/openapi.yaml").data.decode().startswith("openapi: 3.0")
+
+
+IMPLICIT = {"HEAD", "OPTIONS"}
+"""Methods every path answers without documenting them: HEAD where GET is, and OPTIONS."""
+
+
+def documented_methods() -> list[tuple[str, set[str]]]:
+    """Every documented path (its parameters filled in) with the methods the document gives it."""
+    return [
+        (re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path), {m.upper() for m in item})
+        for path, item in openapi_document()["paths"].items()
+    ]
+
+
+@pytest.mark.parametrize("path,methods", documented_methods())
+def test_a_documented_path_asked_with_another_method_is_a_405_naming_its_methods(app, path, methods):
+    client = app.test_client()
+    for method in sorted({"GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"} - methods):
+        response = client.open(path, method=method)
+        assert response.status_code == 405, (method, path)
+        assert response.mimetype == "application/json" and response.json["error"], (method, path)
+        assert set(response.headers["Allow"].split(", ")) - IMPLICIT == methods, (method, path)
+
+
+@pytest.mark.parametrize("path,methods", documented_methods())
+def test_options_on_a_documented_path_names_its_methods(app, path, methods):
+    response = app.test_client().options(path)
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) == methods | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
+
+
+def test_a_v1_path_is_matched_in_any_case_for_its_405_too(app):
+    response = app.test_client().put("/V1/MODELS/m:Predict")
+    assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST"
+
+
+def test_head_answers_where_get_does_with_no_body(app):
+    for path in ("/v1/models", "/healthz"):
+        response = app.test_client().head(path)
+        assert response.status_code == 200 and response.data == b"", path
