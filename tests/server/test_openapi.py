@@ -8,6 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from tfaas.config import Settings
+from tfaas.model_repository import MODEL_NAME
 from tfaas.server import rest_api
 from tfaas.server.app import create_app
 from tfaas.server.openapi import openapi_document
@@ -110,3 +111,7 @@ def test_head_answers_where_get_does_with_no_body(app):
     for path in ("/v1/models", "/healthz"):
         response = app.test_client().head(path)
         assert response.status_code == 200 and response.data == b"", path
+
+
+def test_the_documented_tfaas_model_name_is_the_repositorys_rule():
+    assert openapi_document()["components"]["schemas"]["TfaasModelName"]["pattern"] == f"^{MODEL_NAME.pattern}$"
