@@ -535,9 +535,8 @@ class FileSystemStoragePathSource:
         """One model's aspired versions (``None``: base path unusable), its earliest settle time, and what
         was found."""
         name, base = state.config.name, state.base
-        problem = self._locate_base(state, notes)
-        if problem:
-            return None, None, BasePathStatus(base, problem)
+        if not self._locate_base(state, notes):
+            return None, None, BasePathStatus(base, "is not a directory" if os.path.exists(base) else "does not exist")
         try:
             versions = _version_dirs(base, name, notes)
         except OSError as error:
@@ -569,9 +568,8 @@ class FileSystemStoragePathSource:
         )
         return aspired, min(settle_times, default=None), status
 
-    def _locate_base(self, state: _ServableState, notes: dict[str, int]) -> str:
-        """Watch the base path if it is a directory (else its nearest existing ancestor); if it is not,
-        say why (``""`` when it is)."""
+    def _locate_base(self, state: _ServableState, notes: dict[str, int]) -> bool:
+        """Watch the base path if it is a directory (else its nearest existing ancestor); ``False`` if not."""
         name, base = state.config.name, state.base
         try:
             info = os.stat(base)
@@ -583,7 +581,7 @@ class FileSystemStoragePathSource:
             self._refresh_missing_bases()
         if is_dir:
             self._hold_watch(name, base, True, info.st_ino)
-            return ""
+            return True
         suffix = ": not a directory" if info is not None else ""
         notes[f"Could not find base path {base} for servable {name}{suffix}"] = logging.ERROR
         ancestor = _nearest_directory(os.path.dirname(base))
@@ -591,7 +589,7 @@ class FileSystemStoragePathSource:
         # NOTE: what was created between the stat and the watch sent no event to it: look again next poll.
         if _nearest_directory(base) != ancestor:
             self._request_poll()
-        return "is not a directory" if info is not None else "does not exist"
+        return False
 
     def _hold_watch(self, owner: str, path: str, recursive: bool, inode: int) -> None:
         """Make a servable hold a watch, when watching works at all."""
