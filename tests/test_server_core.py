@@ -4,6 +4,7 @@ manager; the loader is a small fake that fails where the version holds a ``fail`
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -146,6 +147,13 @@ def test_readiness_waits_for_configured_models_and_the_repository_models_there_a
     assert core.readiness_models == ["at_start", "configured"]
     assert core.is_ready() and core.not_ready() == {}
     assert core.monitor.version_states("late")[1].error == "uploaded broken"
+
+    shutil.rmtree(repository / "at_start")  # NOTE: deleted, then uploaded again: now an upload like "late"
+    core.refresh_repository()
+    write_version(repository / "at_start", 1, fail="uploaded broken again")
+    core.refresh_repository()
+    wait_for(lambda: core.monitor.version_states("at_start")[1].error == "uploaded broken again")
+    assert core.readiness_models == ["configured"] and core.is_ready()
 
 
 def test_the_repository_models_at_start_can_be_given_by_the_caller(tmp_path, make_core):

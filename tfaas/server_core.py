@@ -155,6 +155,8 @@ class ServerCore:
             models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
             models.update((m.name, m) for m in configured)
             self._configured = tuple(configured)
+            # NOTE: a model deleted from the repository and uploaded again is an upload like any other.
+            self._repository_at_start &= models.keys()
             if models == self._models:
                 return
             added, removed = sorted(models.keys() - self._models.keys()), sorted(self._models.keys() - models.keys())

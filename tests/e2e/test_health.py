@@ -113,20 +113,14 @@ def late(tmp_path_factory, half_plus) -> Path:
 
 
 @pytest.fixture(scope="module")
-def late_server(tmp_path_factory, late: Path):
-    launcher = Launcher(tmp_path_factory)
-    server = launcher.start(
-        "--model_config_file",
-        str(late / "models.config"),
-        "--model_repository",
-        str(late / "repository"),
-        "--version_settle_seconds",
-        "0",
+def late_server(start_server, late: Path) -> ServerProcess:
+    config, repository = str(late / "models.config"), str(late / "repository")
+    server = start_server(
+        "--model_config_file", config, "--model_repository", repository, "--version_settle_seconds", "0"
     )
     server.wait_available("half", 1)
     server.wait_available("kept", 1)
-    yield server
-    launcher.close()
+    return server
 
 
 def not_ready(server: ServerProcess) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import model_config, model_config_list
-from tests.e2e.server import Launcher, ServerProcess
+from tests.e2e.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -71,23 +71,17 @@ values = {json.dumps(SIGNATURES)}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, multi_model: Path):
+def server(tmp_path_factory, start_server, multi_model: Path) -> ServerProcess:
     root = tmp_path_factory.mktemp("fuzz")
     extra = 'version_labels { key: "stable" value: 1 }'
     (root / "models.config").write_text(model_config_list([model_config("multi", multi_model, extra)]))
     (root / "repository").mkdir()
-    launcher = Launcher(tmp_path_factory)
     # NOTE: TFAAS_ENABLE_MODEL_MANAGEMENT turns the write calls on where they are off by default.
-    server = launcher.start(
-        "--model_config_file",
-        str(root / "models.config"),
-        "--model_repository",
-        str(root / "repository"),
-        env={"TFAAS_ENABLE_MODEL_MANAGEMENT": "true"},
-    )
+    management = {"TFAAS_ENABLE_MODEL_MANAGEMENT": "true"}
+    config, repository = str(root / "models.config"), str(root / "repository")
+    server = start_server("--model_config_file", config, "--model_repository", repository, env=management)
     server.wait_available("multi", 1)
-    yield server
-    launcher.close()
+    return server
 
 
 def run_schemathesis(server: ServerProcess, reports: Path) -> subprocess.CompletedProcess[str]:
