@@ -98,7 +98,8 @@ def run_schemathesis(server: ServerProcess, reports: Path) -> subprocess.Complet
         *("--report", "json,har"),
         *("--report-json-path", str(reports / "run.json"), "--report-har-path", str(reports / "requests.har")),
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS)
+    # NOTE: run in ``reports``, where schemathesis leaves its cache (.schemathesis/), not in the clone.
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=reports)
 
 
 def is_the_unsupported_dtype(status: int, body: str) -> bool:
