@@ -40,7 +40,16 @@ setup(
         "prometheus_client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=7", "requests>=2", "ruff>=0.6", "openapi-spec-validator>=0.7", "grpcio-tools==1.85.1"]
+        "test": [
+            "pytest>=7",
+            "requests>=2",
+            "ruff>=0.6",
+            "openapi-spec-validator>=0.7",
+            "grpcio-tools==1.85.1",
+            # Fuzzes the running server from its own /openapi.json (tests/e2e/test_openapi_fuzz.py), with the
+            # config-file dictionaries of the version it was written against.
+            "schemathesis>=4.32,<5",
+        ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},
 )

@@ -6,6 +6,8 @@ layer maps that code to, so the transport turns any of them into ``{"error": mes
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class TfaasError(Exception):
     """Base of every error the server reports to a client."""
@@ -40,10 +42,14 @@ class NotFound(TfaasError):
 
 
 class MethodNotAllowed(TfaasError):
-    """The path exists but not with this HTTP method (HTTP 405)."""
+    """The path exists but not with this HTTP method (HTTP 405); ``allowed`` are the methods it takes."""
 
     code = "UNIMPLEMENTED"
     http_status = 405
+
+    def __init__(self, message: str, allowed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
 
 
 class Unauthenticated(TfaasError):

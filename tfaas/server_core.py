@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 from tfaas.batching.loader import BatchingLoader
 from tfaas.batching.parameters import BatchingParameters
@@ -60,7 +60,10 @@ class ServerCore:
         settings: Settings,
         loader_factory: LoaderFactory = version_loader,
         metrics: Metrics | None = None,
+        repository_models_at_start: Collection[str] | None = None,
     ) -> None:
+        """``repository_models_at_start``: the model repository's models when the server started, which
+        readiness waits for (default: those there now)."""
         self.settings = settings
         self.bus = EventBus()
         self.monitor = ServableStateMonitor(self.bus)
@@ -96,6 +99,9 @@ class ServerCore:
         self._source.set_aspired_versions_callback(self._on_aspired_versions)
         self._started = threading.Event()
         self._pollers = [p for p in (_config_poller(settings, self.reload_config), self._repository_poller()) if p]
+        if repository_models_at_start is None:
+            repository_models_at_start = [m.name for m in self.repository.model_configs()] if self.repository else []
+        self._repository_at_start = frozenset(repository_models_at_start)
         self._apply_models(settings.models)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -152,6 +158,8 @@ class ServerCore:
             models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
             models.update((m.name, m) for m in configured)
             self._configured = tuple(configured)
+            # NOTE: a model deleted from the repository and uploaded again is an upload like any other.
+            self._repository_at_start &= models.keys()
             if models == self._models:
                 return
             added, removed = sorted(models.keys() - self._models.keys()), sorted(self._models.keys() - models.keys())
@@ -195,11 +203,17 @@ class ServerCore:
         try:
             return self.manager.get_handle(spec.name, version)
         except NotFound:
-            if version is None and spec.name in self._models and not self.monitor.version_states(spec.name):
-                # NOTE: configured, but no version found on disk and settled yet (start-up, or a
-                # copy in progress): worth a retry, unlike an unknown model.
-                raise Unavailable(f"Model {spec.name} is loading: no version is available yet") from None
+            # NOTE: a version on disk that will load once it is complete and settled (a copy in progress) is
+            # worth a retry; a model with no such version is not, however long one waits.
+            waiting = self._waiting_versions(spec.name)
+            wanted = max(waiting, default=None) if version is None else version
+            if wanted in waiting:
+                raise Unavailable(f"Model {spec.name} is loading: version {wanted} {waiting[wanted]}") from None
             raise
+
+    def _waiting_versions(self, name: str) -> Mapping[int, str]:
+        status = self._source.base_path_status(name)
+        return status.waiting if status is not None else {}
 
     def version_labels(self, name: str) -> Mapping[str, int]:
         """The labels configured for ``name`` (empty for an unknown model)."""
@@ -226,9 +240,41 @@ class ServerCore:
             raise NotFound(f"Could not find version {version} of model {name}")
         return [states[version]]
 
+    @property
+    def readiness_models(self) -> list[str]:
+        """The models readiness waits for, sorted: the configured ones, and the model repository's that
+        were there when the server started. A model uploaded since never makes the server unready."""
+        configured = {m.name for m in self._configured}
+        return sorted(n for n in self._models if n in configured or n in self._repository_at_start)
+
     def is_ready(self) -> bool:
-        """True once every configured model has at least one AVAILABLE version."""
-        return all(self.manager.available_versions(name) for name in self._models)
+        """True once every model readiness waits for has at least one AVAILABLE version.
+
+        NOTE: takes no lock (``wait_until_ready`` calls it under the state monitor's).
+        """
+        return all(self.manager.available_versions(name) for name in self.readiness_models)
+
+    def not_ready(self) -> dict[str, str]:
+        """Each model readiness waits for that has no AVAILABLE version, with why (empty once ready)."""
+        return {
+            name: self._why_not_serving(name)
+            for name in self.readiness_models
+            if not self.manager.available_versions(name)
+        }
+
+    def _why_not_serving(self, name: str) -> str:
+        """Why ``name`` has no AVAILABLE version: a version loading, one on its way, one that failed, or
+        what the disk shows."""
+        loading = self.manager.loading_versions(name)
+        if loading:
+            return f"version {loading[0]} is loading"
+        status = self._source.base_path_status(name)
+        if status is None:
+            return "its base path has not been read yet"
+        failed = [s for s in self.monitor.version_states(name).values() if s.error and s.id.version in status.versions]
+        if failed and not status.waiting:
+            return f"version {failed[0].id.version} failed to load: {failed[0].error}"
+        return status.describe()
 
     def wait_until_ready(self, timeout: float) -> bool:
         """Block until ``is_ready()`` or ``timeout`` seconds; for tests and start-up scripts."""

@@ -5,7 +5,7 @@ shared server (``multi_server``, also used by the golden tests). Each case names
 Serving answers with (TFSERVING.md 4.1, 4.2, 4.5, 4.7) and a piece of the message. After the whole table
 the server must still be the same process with the same worker, and answer a valid request.
 
-NOTE: two statuses are tfaas's own: a wrong method on a known path is 405 (TF Serving answers 400
+NOTE: two statuses are tfaas's own: a wrong method on a known path is 405 with `Allow` (TF Serving answers 400
 "Malformed request" for anything its two path patterns do not take), and an unknown path outside
 ``/v1`` is a JSON 404 (TF Serving's is libevent's HTML page).
 """
@@ -364,6 +364,34 @@ def test_malformed_request_gets_a_json_4xx(multi_server, method, path, body, sta
     assert 400 <= response.status_code < 500 or response.status_code == 501
     assert response.status_code == status, error[:500]
     assert message in error
+
+
+POST_ONLY, GET_ONLY = {"POST", "OPTIONS"}, {"GET", "HEAD", "OPTIONS"}
+WRONG_METHODS = [(c[1], c[2], POST_ONLY if ":" in c[2] else GET_ONLY) for c in CASES if c[4] == 405] + [
+    ("PUT", "/upload", POST_ONLY),
+    ("GET", "/upload", POST_ONLY),
+    ("GET", "/delete/multi", {"DELETE", "OPTIONS"}),
+    ("POST", "/healthz", GET_ONLY),
+    ("DELETE", "/readyz", GET_ONLY),
+    ("TRACE", "/metrics", GET_ONLY),
+    ("PUT", "/predict/json", POST_ONLY),
+    ("TRACE", "/V1/Models/multi:PREDICT", POST_ONLY),
+]
+
+
+@pytest.mark.parametrize("method,path,allowed", WRONG_METHODS, ids=[f"{m} {p}" for m, p, _ in WRONG_METHODS])
+def test_a_known_path_with_another_method_is_a_405_naming_its_methods(multi_server, method, path, allowed):
+    response = requests.request(method, multi_server.url + path, timeout=30)
+    assert response.status_code == 405, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert isinstance(response.json()["error"], str)
+    assert set(response.headers["Allow"].split(", ")) == allowed
+
+
+def test_options_names_the_methods_of_a_path(multi_server):
+    for path, allowed in ((P, POST_ONLY), (M, GET_ONLY), ("/upload", POST_ONLY)):
+        response = requests.options(multi_server.url + path, timeout=30)
+        assert response.status_code == 200 and set(response.headers["Allow"].split(", ")) == allowed, path
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,9 @@ def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
             break
         assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"
         assert ready.json["status"] == "not ready"
+        assert ready.json["not_ready"] == {
+            name: "version 1 is loading" for name in ("a", "b") if not GATES[name].is_set()
+        }
         GATES[gate].set()
         assert core.monitor.wait_until(lambda g=gate: core.manager.available_versions(g) == [1], 5)
     assert ready.status_code == 200
@@ -70,9 +73,31 @@ def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
 def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore):
     GATES["a"].set()
     assert core.monitor.wait_until(lambda: core.manager.available_versions("a") == [1], 5)
-    assert create_app(core).test_client().get("/readyz").json == {"status": "not ready", "models": {"a": [1], "b": []}}
+    assert create_app(core).test_client().get("/readyz").json == {
+        "status": "not ready",
+        "models": {"a": [1], "b": []},
+        "not_ready": {"b": "version 1 is loading"},
+    }
 
 
 def test_no_configured_model_is_ready():
     client = create_app(ServerCore(Settings())).test_client()
     assert client.get("/readyz").json == {"status": "ready", "models": {}}
+
+
+def test_readyz_says_why_a_model_without_versions_is_not_ready(tmp_path: Path):
+    settings = Settings(
+        models=(ModelConfig(name="m", base_path=str(tmp_path / "m")),), file_system_poll_wait_seconds=-1
+    )
+    core = ServerCore(settings)
+    core.start()
+    try:
+        ready = create_app(core).test_client().get("/readyz")
+    finally:
+        core.stop()
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"
+    assert ready.json == {
+        "status": "not ready",
+        "models": {"m": []},
+        "not_ready": {"m": f"base path {tmp_path / 'm'} does not exist"},
+    }

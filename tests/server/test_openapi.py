@@ -8,6 +8,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from tfaas.config import Settings
+from tfaas.errors import InvalidArgument
+from tfaas.model_repository import check_model_name
 from tfaas.server import rest_api
 from tfaas.server.app import create_app
 from tfaas.server.openapi import openapi_document
@@ -69,3 +71,57 @@ def test_served_documents_match_the_shipped_one(app):
     client = app.test_client()
     assert client.get("/openapi.json").json == openapi_document()
     assert client.get("/openapi.yaml").data.decode().startswith("openapi: 3.0")
+
+
+IMPLICIT = {"HEAD", "OPTIONS"}
+"""Methods every path answers without documenting them: HEAD where GET is, and OPTIONS."""
+
+
+def documented_methods() -> list[tuple[str, set[str]]]:
+    """Every documented path (its parameters filled in) with the methods the document gives it."""
+    return [
+        (re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path), {m.upper() for m in item})
+        for path, item in openapi_document()["paths"].items()
+    ]
+
+
+@pytest.mark.parametrize("path,methods", documented_methods())
+def test_a_documented_path_asked_with_another_method_is_a_405_naming_its_methods(app, path, methods):
+    client = app.test_client()
+    for method in sorted({"GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"} - methods):
+        response = client.open(path, method=method)
+        assert response.status_code == 405, (method, path)
+        assert response.mimetype == "application/json" and response.json["error"], (method, path)
+        assert set(response.headers["Allow"].split(", ")) - IMPLICIT == methods, (method, path)
+
+
+@pytest.mark.parametrize("path,methods", documented_methods())
+def test_options_on_a_documented_path_names_its_methods(app, path, methods):
+    response = app.test_client().options(path)
+    implicit = {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) == methods | implicit
+
+
+def test_a_v1_path_is_matched_in_any_case_for_its_405_too(app):
+    response = app.test_client().put("/V1/MODELS/m:Predict")
+    assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST"
+
+
+def test_head_answers_where_get_does_with_no_body(app):
+    for path in ("/v1/models", "/healthz"):
+        response = app.test_client().head(path)
+        assert response.status_code == 200 and response.data == b"", path
+
+
+@pytest.mark.parametrize(
+    "name", ["m", "A_b.c-9", "_", "9" * 128, "9" * 129, ".hidden", "-flag", "a/b", "a:b", "a b", "é", ""]
+)
+def test_the_documented_tfaas_model_name_is_the_repositorys_rule(name):
+    schema = openapi_document()["components"]["schemas"]["TfaasModelName"]
+    documented = re.search(schema["pattern"], name) and len(name) <= schema["maxLength"]
+    try:
+        accepted = check_model_name(name) == name
+    except InvalidArgument:
+        accepted = False
+    assert bool(documented) == accepted

@@ -104,3 +104,25 @@ def test_routing_errors_are_json(client, method, path, status, message):
 def test_status_lists_versions_highest_first(client):
     versions = client.get("/v1/models/m").json["model_version_status"]
     assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("POST", "/v1/models/empty:predict", {"instances": [[1.0]]}),
+        ("POST", "/v1/models/empty:classify", {"examples": [{"x": 1.0}]}),
+        ("POST", "/v1/models/empty:regress", {"examples": [{"x": 1.0}]}),
+        ("GET", "/v1/models/empty/metadata", None),
+    ],
+)
+def test_a_model_with_no_version_is_a_404_in_tf_servings_words(tmp_path: Path, method, path, body):
+    (tmp_path / "empty").mkdir()
+    settings = Settings(models=(ModelConfig(name="empty", base_path=str(tmp_path / "empty")),))
+    core = ServerCore(settings, loader_factory=TimesVersionLoader)
+    core.start()
+    try:
+        response = create_app(core).test_client().open(path, method=method, json=body)
+    finally:
+        core.stop()
+    assert response.status_code == 404
+    assert response.json == {"error": "Servable not found for request: Latest(empty)"}

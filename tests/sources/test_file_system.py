@@ -387,3 +387,39 @@ def test_stop_ends_emissions_and_the_poll_thread(tmp_path, make_source):
     time.sleep(0.2)
     assert recorder.calls("m") == [[], [1]]
     assert not poll_thread.is_alive()
+
+
+def test_base_path_status_tells_a_version_on_its_way_from_none_at_all(tmp_path, make_source):
+    (tmp_path / "empty" / "tmp").mkdir(parents=True)
+    (tmp_path / "a_file").write_bytes(b"")
+    make_model(tmp_path / "copying" / "2")
+    (tmp_path / "copying" / "2" / "variables" / "variables.index").unlink()
+    make_model(tmp_path / "copying" / "1")
+    make_model(tmp_path / "pinned" / "1")
+    (tmp_path / "pinned" / "7" / "variables").mkdir(parents=True)  # NOTE: not wanted by the policy
+    source, _ = make_source(
+        *[ServableSourceConfig(n, str(tmp_path / n)) for n in ("missing", "empty", "a_file", "copying")],
+        ServableSourceConfig("pinned", str(tmp_path / "pinned"), ServableVersionPolicy("specific", versions=(1,))),
+    )
+
+    describe = {n: source.base_path_status(n).describe() for n in ("missing", "empty", "a_file", "copying")}
+    assert describe == {
+        "missing": f"base path {tmp_path / 'missing'} does not exist",
+        "empty": f"no version found under {tmp_path / 'empty'}",
+        "a_file": f"base path {tmp_path / 'a_file'} is not a directory",
+        "copying": "version 2 is incomplete: variables/ has no variables.index",
+    }
+    assert source.base_path_status("copying").versions == (2, 1)
+    assert source.base_path_status("pinned").waiting == {}
+    assert source.base_path_status("nope") is None
+
+
+def test_a_version_still_changing_is_waiting_until_it_is_aspired(tmp_path, make_source):
+    make_model(tmp_path / "1")
+    source, recorder = make_source(ServableSourceConfig("m", str(tmp_path)), settle_seconds=0.5)
+    assert source.base_path_status("m").waiting == {1: "is still changing"}
+    recorder.wait_for("m", [1])
+    deadline = time.monotonic() + 2  # NOTE: the status is replaced just after the emit
+    while source.base_path_status("m").waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert source.base_path_status("m").waiting == {}

@@ -160,13 +160,19 @@ class AspiredVersionsManager:
         entry = self._serving.get(name)
         return sorted(entry.versions, reverse=True) if entry else []
 
-    def _not_serving_error(self, name: str, version: int | None) -> Exception:
+    def loading_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that are aspired and not loaded yet (waiting for a load, or loading),
+        highest first."""
         with self._lock:
             managed = self._managed.get(name, {})
             pending = {id.version for id, _ in self._pending.get(name, ())}
             loading = {
                 v for v, h in managed.items() if h.is_aspired and h.state in (HarnessState.NEW, HarnessState.LOADING)
             } | pending
+        return sorted(loading, reverse=True)
+
+    def _not_serving_error(self, name: str, version: int | None) -> Exception:
+        loading = self.loading_versions(name)
         if version is None:
             if loading:
                 return Unavailable(f"Model {name} is loading: no version is available yet")

@@ -6,9 +6,10 @@ import logging
 
 import orjson
 from flask import Flask, Response
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
-from tfaas.errors import TfaasError
+from tfaas.errors import MethodNotAllowed, TfaasError
 
 log = logging.getLogger("tfaas.server")
 
@@ -18,9 +19,14 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def error_response(message: str, status: int) -> Response:
-    """A JSON error response as TF Serving sends it."""
-    return Response(error_body(message), status=status, mimetype="application/json")
+def error_response(message: str, status: int, headers: Headers | None = None) -> Response:
+    """A JSON error response as TF Serving sends it, with ``headers`` besides its content type."""
+    return Response(error_body(message), status=status, mimetype="application/json", headers=headers)
+
+
+def error_headers(exc: TfaasError) -> Headers:
+    """What an error's response carries besides its body: a 405's ``Allow`` (RFC 9110 asks for it)."""
+    return Headers({"Allow": ", ".join(exc.allowed)}) if isinstance(exc, MethodNotAllowed) else Headers()
 
 
 def server_fault_message(exc: Exception) -> str:
@@ -33,11 +39,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(TfaasError)
     def _tfaas_error(exc: TfaasError) -> Response:
-        return error_response(exc.message, exc.http_status)
+        return error_response(exc.message, exc.http_status, error_headers(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return error_response(exc.description or exc.name, exc.code or 500)
+        # NOTE: Werkzeug's headers (a 405's Allow, a 401's WWW-Authenticate) are kept; its HTML type is not.
+        headers = Headers([(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"])
+        return error_response(exc.description or exc.name, exc.code or 500, headers)
 
     @app.errorhandler(Exception)
     def _server_fault(exc: Exception) -> Response:

@@ -35,6 +35,7 @@ from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
 from tfaas.logs import logging_config
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
+from tfaas.model_repository import ModelRepository
 from tfaas.server.listeners import check_port_free
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
 
@@ -49,6 +50,9 @@ class TfaasApplication(BaseApplication):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # NOTE: read in the master, at start: a worker started later (in place of one that died) waits for
+        # the same repository models as the first ones, not for a model uploaded since that cannot load.
+        self.repository_models_at_start = _repository_models(settings)
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         super().__init__(prog="tfaas serve")
@@ -92,7 +96,9 @@ class TfaasApplication(BaseApplication):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
-        self.core = ServerCore(with_current_models(self.settings))
+        self.core = ServerCore(
+            with_current_models(self.settings), repository_models_at_start=self.repository_models_at_start
+        )
         self.core.start()
         self.reloader.start(self.core.reload_config)
         return AsgiFront(self.core, create_app(self.core), self.settings.threads)
@@ -119,6 +125,13 @@ class TfaasApplication(BaseApplication):
             self.core.stop()
             self.core = None
             log.info("Worker %s stopped", os.getpid())
+
+
+def _repository_models(settings: Settings) -> list[str]:
+    """The models in the model repository now (none without one)."""
+    if not settings.model_repository:
+        return []
+    return [m.name for m in ModelRepository(settings.model_repository, settings.max_upload_bytes).model_configs()]
 
 
 def with_current_models(settings: Settings) -> Settings:

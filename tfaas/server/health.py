@@ -2,12 +2,13 @@
 
 - ``GET /healthz`` (liveness): 200 whenever the worker can answer at all. It reads nothing, so a
   model that loads slowly or a busy TensorFlow never makes it fail (and never gets the pod restarted).
-- ``GET /readyz`` (readiness): 200 once every configured model has an AVAILABLE version
-  (``ServerCore.is_ready()``), else 503 with ``Retry-After``. The port opens before models load,
-  so this, not a TCP probe, tells when to send traffic.
+- ``GET /readyz`` (readiness): 200 once every model readiness waits for has an AVAILABLE version
+  (``ServerCore.is_ready()``: the configured models, and the model repository's models present at
+  start), else 503 with ``Retry-After``. The port opens before models load, so this, not a TCP
+  probe, tells when to send traffic.
 
 Both answer JSON: ``{"status": "alive"}``; ``{"status": "ready" | "not ready", "models": {name:
-[available versions, highest first]}}``.
+[available versions, highest first]}}``, and when not ready ``"not_ready": {name: why}``.
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    """``GET /readyz``: 200 when every configured model serves, 503 until then."""
+    """``GET /readyz``: 200 when every model readiness waits for serves, 503 (naming those that do not,
+    and why) until then."""
     core: ServerCore = current_app.extensions["tfaas.core"]
-    models = {name: core.manager.available_versions(name) for name in core.model_names}
-    if core.is_ready():
+    models = {name: core.manager.available_versions(name) for name in core.readiness_models}
+    not_ready = core.not_ready()
+    if not not_ready:
         return _json({"status": "ready", "models": models})
-    return _json({"status": "not ready", "models": models}, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return _json(
+        {"status": "not ready", "models": models, "not_ready": not_ready},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

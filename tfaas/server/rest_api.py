@@ -2,11 +2,13 @@
 
 Paths are matched with TF Serving's own (case-insensitive) patterns rather than Flask rules, so the
 same URLs match and the same URLs are refused: a model name cannot contain ``/`` or ``:``, a version
-is decimal, and anything else under ``/v1`` is a 400 "Malformed request".
+is decimal, and anything else under ``/v1`` is a 400 "Malformed request". A known path asked with
+another method is a 405 whose ``Allow`` names the path's methods; ``OPTIONS`` answers with them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -16,7 +18,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import NotFound
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter, Rule
 
 from tfaas import request_timing
 from tfaas.core.servable_handle import ServableHandle
@@ -72,15 +75,32 @@ def json_response(payload: Any | bytes, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-@blueprint.route("/<path:_rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-def dispatch(_rest: str) -> Response:
-    """Route every ``/v1`` request (any case, as TF Serving) by TF Serving's patterns.
+class _V1Converter(BaseConverter):
+    """The first segment of TF Serving's paths, ``v1``, in any case."""
 
-    NOTE: a catch-all rule, because Flask rules are case-sensitive; Flask prefers every more
-    specific rule of other route modules to it.
+    regex = "[Vv]1"
+
+
+_DISPATCH = "tf_serving_rest.dispatch"
+
+
+@blueprint.record_once
+def _route_v1(state: BlueprintSetupState) -> None:
+    """Send every ``/v1/…`` request, whatever its method, to :func:`dispatch`.
+
+    NOTE: a rule of Werkzeug's own (``methods=None``: any method) rather than Flask's, which are
+    case-sensitive and take a fixed list of methods: TF Serving matches its paths in any case, and
+    which methods a path takes is known only once its pattern matched. Paths outside ``/v1`` are
+    left to the other route modules, so their 404s and 405s are Werkzeug's.
     """
-    if not request.path.lower().startswith("/v1/"):
-        raise NotFound()
+    state.app.url_map.converters["v1"] = _V1Converter
+    for rule in ("/<v1:_prefix>/", "/<v1:_prefix>/<path:_rest>"):
+        state.app.url_map.add(Rule(rule, endpoint=_DISPATCH))
+    state.app.view_functions[_DISPATCH] = dispatch
+
+
+def dispatch(**_path: str) -> Response:
+    """Route a ``/v1`` request by TF Serving's patterns."""
     labels = metrics.track()
     handler, spec = resolve(request.method, request.path)
     labels.api, labels.model = _API_NAMES.get(handler, "other"), spec.name if spec is not None else ""
@@ -93,20 +113,34 @@ def predict_match(path: str) -> re.Match[str] | None:
     return post if post and post.group("verb").lower() == "predict" else None
 
 
+_POST_METHODS = ("OPTIONS", "POST")
+_GET_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def resolve(method: str, path: str) -> tuple[Callable[..., Response], ModelSpec | None]:
     """The handler of a ``/v1`` request and its model spec, or the 400/405 TF Serving answers."""
-    post = _POST_PATH.fullmatch(path)
-    if post and method == "POST":
-        return _INFERENCE[post.group("verb").lower()], model_spec(post)
-    get = _GET_PATH.fullmatch(path)
-    if get and method == "GET":
-        return (model_metadata if get.group("metadata") else model_status), model_spec(get)
-    listing = _LIST_PATH.fullmatch(path)
-    if listing and method == "GET":
-        return list_models, None
-    if post or get or listing:
-        raise MethodNotAllowed(f"Method {method} is not allowed for {path}")
-    raise InvalidArgument(f"Malformed request: {method} {path}")
+    if post := _POST_PATH.fullmatch(path):
+        if method == "POST":
+            return _INFERENCE[post.group("verb").lower()], model_spec(post)
+        allowed = _POST_METHODS
+    elif get := _GET_PATH.fullmatch(path):
+        if method in ("GET", "HEAD"):
+            return (model_metadata if get.group("metadata") else model_status), model_spec(get)
+        allowed = _GET_METHODS
+    elif _LIST_PATH.fullmatch(path):
+        if method in ("GET", "HEAD"):
+            return list_models, None
+        allowed = _GET_METHODS
+    else:
+        raise InvalidArgument(f"Malformed request: {method} {path}")
+    if method == "OPTIONS":
+        return functools.partial(_options, allowed), None
+    raise MethodNotAllowed(f"Method {method} is not allowed for {path}", allowed)
+
+
+def _options(allowed: tuple[str, ...]) -> Response:
+    """``OPTIONS`` on a known path: its methods, as Flask answers for its own routes."""
+    return Response(status=200, headers={"Allow": ", ".join(allowed)})
 
 
 def model_spec(match: re.Match[str]) -> ModelSpec:

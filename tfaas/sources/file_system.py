@@ -23,7 +23,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -123,6 +123,31 @@ class ServableSourceConfig:
             raise ValueError(f"settle_seconds of servable {self.name} must be >= 0: {self.settle_seconds}")
 
 
+@dataclass(frozen=True)
+class BasePathStatus:
+    """What the last poll found under one model's base path: tells a model whose version is on its way
+    (503, worth a retry) from one that has none (404), and says why a model does not serve."""
+
+    base_path: str
+    problem: str = ""
+    """Why the base path could not be read (``"does not exist"``...); empty when it could."""
+    versions: tuple[int, ...] = ()
+    """The version directories found, highest first."""
+    waiting: Mapping[int, str] = field(default_factory=dict)
+    """The versions the policy will aspire once complete and settled, each with why it is not yet."""
+
+    def describe(self) -> str:
+        """Why no version of the model is aspired, as far as the disk tells: a waiting version first."""
+        if self.waiting:
+            version = max(self.waiting)
+            return f"version {version} {self.waiting[version]}"
+        if self.problem:
+            return f"base path {self.base_path} {self.problem}"
+        if not self.versions:
+            return f"no version found under {self.base_path}"
+        return f"no version under {self.base_path} is selected by its version policy (found {list(self.versions)})"
+
+
 class _VersionDir(NamedTuple):
     """One version directory found under a base path."""
 
@@ -148,6 +173,8 @@ class _ServableState:
     """Version directory name -> (inode, newest ctime, clock time it was first seen), while unsettled."""
     reported: dict[str, int] = field(default_factory=dict)
     """Messages logged by the previous poll (message -> level)."""
+    status: BasePathStatus | None = None
+    """What the last poll found (``None`` before the first); replaced whole, read by other threads."""
 
     def forget_versions_except(self, names: set[str]) -> None:
         """Drop the settle bookkeeping of version directories that disappeared."""
@@ -383,6 +410,11 @@ class FileSystemStoragePathSource:
         if not applied:
             logger.warning("New servable set not applied after %s s; it will be", _CONFIG_APPLY_WAIT_SECONDS)
 
+    def base_path_status(self, name: str) -> BasePathStatus | None:
+        """What the last poll found for model ``name`` (``None``: not a model of this source, or not polled yet)."""
+        state = self._states.get(name)  # NOTE: no lock: the dict and each status are replaced whole
+        return state.status if state is not None else None
+
     # --- Threads and scheduling -------------------------------------------------------------------
 
     def _start_observer(self) -> None:
@@ -492,19 +524,22 @@ class FileSystemStoragePathSource:
     def _poll_servable(self, state: _ServableState, now: float) -> float | None:
         """Poll one model and emit its aspired versions if they changed; return its earliest settle time."""
         notes: dict[str, int] = {}
-        aspired, settle_at = self._scan(state, now, notes)
+        aspired, settle_at, status = self._scan(state, now, notes)
         state.report(notes)
         if aspired is not None:
             self._emit(state, aspired)
+        # NOTE: after the emit, so a version leaves ``waiting`` only once the manager has it.
+        state.status = status
         return settle_at
 
     def _scan(
         self, state: _ServableState, now: float, notes: dict[str, int]
-    ) -> tuple[tuple[AspiredVersion, ...] | None, float | None]:
-        """One model's aspired versions (``None``: base path unusable) and its earliest settle time."""
+    ) -> tuple[tuple[AspiredVersion, ...] | None, float | None, BasePathStatus]:
+        """One model's aspired versions (``None``: base path unusable), its earliest settle time, and what
+        was found."""
         name, base = state.config.name, state.base
         if not self._locate_base(state, notes):
-            return None, None
+            return None, None, BasePathStatus(base, "is not a directory" if os.path.exists(base) else "does not exist")
         try:
             versions = _version_dirs(base, name, notes)
         except OSError as error:
@@ -512,7 +547,7 @@ class FileSystemStoragePathSource:
                 notes[_removal(state)] = logging.INFO  # NOTE: removed between the stat and the listing
             else:
                 notes[f"Could not list base path {base} for servable {name}: {error}"] = logging.ERROR
-            return None, None
+            return None, None, BasePathStatus(base, f"cannot be listed: {error}")
         if not versions:
             notes[
                 f"No versions of servable {name} found under base path {base}. "
@@ -520,18 +555,24 @@ class FileSystemStoragePathSource:
             ] = logging.WARNING
         state.forget_versions_except({v.name for v in versions})
         ready: dict[int, str] = {}
+        waiting: dict[int, str] = {}
         settle_times = []
         for version_dir in versions:
-            ready_at = _ready_at(state, version_dir, now, notes)
+            ready_at = _ready_at(state, version_dir, now, notes, waiting)
             if ready_at is None:
                 continue
             if ready_at <= now:
                 ready[version_dir.version] = os.path.join(base, version_dir.name)
             else:
                 settle_times.append(ready_at)
-        selected = state.config.version_policy.select(ready)
+        policy = state.config.version_policy
+        selected = policy.select(ready)
         aspired = tuple(AspiredVersion(ServableId(name, v), ready[v]) for v in selected)
-        return aspired, min(settle_times, default=None)
+        coming = set(policy.select([*ready, *waiting]))
+        status = BasePathStatus(
+            base, versions=tuple(v.version for v in versions), waiting={v: w for v, w in waiting.items() if v in coming}
+        )
+        return aspired, min(settle_times, default=None), status
 
     def _locate_base(self, state: _ServableState, notes: dict[str, int]) -> bool:
         """Watch the base path if it is a directory (else its nearest existing ancestor); ``False`` if not."""
@@ -686,8 +727,13 @@ def _version_dirs(base: str, name: str, notes: dict[str, int]) -> list[_VersionD
     return versions
 
 
-def _ready_at(state: _ServableState, version_dir: _VersionDir, now: float, notes: dict[str, int]) -> float | None:
-    """When a version directory is (or will be) settled, by ``clock``; ``None`` while it is incomplete."""
+def _ready_at(
+    state: _ServableState, version_dir: _VersionDir, now: float, notes: dict[str, int], waiting: dict[int, str]
+) -> float | None:
+    """When a version directory is (or will be) settled, by ``clock``; ``None`` while it is incomplete.
+
+    A version that is not ready yet is added to ``waiting``, with why.
+    """
     name, path = state.config.name, os.path.join(state.base, version_dir.name)
     described = f"Version {version_dir.version} of servable {name} at {path}"
     try:
@@ -697,10 +743,12 @@ def _ready_at(state: _ServableState, version_dir: _VersionDir, now: float, notes
     if missing is not None:
         state.forget_version(version_dir.name)
         notes[f"{described} is incomplete: {missing}"] = logging.INFO
+        waiting[version_dir.version] = f"is incomplete: {missing}"
         return None
     settle_at = state.settle_time(version_dir, now)
     if settle_at > now:
         notes[f"{described} is still changing; waiting for it to settle"] = logging.INFO
+        waiting[version_dir.version] = "is still changing"
     return settle_at
 
 
