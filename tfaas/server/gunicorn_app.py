@@ -33,7 +33,7 @@ from gunicorn.arbiter import Arbiter
 
 from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
-from tfaas.logs import logging_config
+from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.server.listeners import check_port_free
 
@@ -66,6 +66,7 @@ class TfaasApplication(BaseApplication):
             # NOTE: applied by gunicorn in the master before the fork, so workers inherit it.
             "logconfig_dict": logging_config(s.log_format, s.log_level, s.access_log),
             "worker_tmp_dir": s.worker_tmp_dir or None,
+            "post_fork": _log_listeners,
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
@@ -87,8 +88,8 @@ class TfaasApplication(BaseApplication):
         from tfaas.server.asgi import AsgiFront
         from tfaas.server_core import ServerCore
 
-        # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        with native_lines_logged(logging.getLogger("tensorflow")):
+            import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
         s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
         self.core = ServerCore(with_current_models(self.settings))
@@ -133,9 +134,20 @@ def with_current_models(settings: Settings) -> Settings:
         return settings
 
 
+def _log_listeners(arbiter: Arbiter, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: the worker has just opened its listening socket; say where."""
+    arbiter.log.info("Listening at: %s", ",".join(str(listener) for listener in worker.sockets))
+
+
 class TfaasArbiter(Arbiter):
     """gunicorn's master, where SIGHUP reloads the model config in every worker instead of replacing
     the workers."""
+
+    def start(self) -> None:
+        # NOTE: with a socket per worker (reuse_port) the master has none, and gunicorn would log
+        # "Listening at:  (<pid>)"; each worker logs its own address instead (_log_listeners).
+        self.log.error_log.addFilter(_not_an_empty_listener_line)
+        super().start()
 
     def handle_hup(self) -> None:
         self.log.info("Hang up: reloading the model config in every worker (workers are not restarted)")
@@ -188,6 +200,10 @@ class SighupReloader:
                 reload()
             except Exception:  # NOTE: a failed reload must not end the thread (the next HUP retries)
                 log.exception("Reloading the model config failed")
+
+
+def _not_an_empty_listener_line(record: logging.LogRecord) -> bool:
+    return not (record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and record.args[0] == "")
 
 
 def serve(settings: Settings) -> None:
