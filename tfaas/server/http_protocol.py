@@ -158,7 +158,8 @@ class HttpProtocol(HttpToolsProtocol):
             headers = dict(self.headers)
             if headers.get(b"content-length", b"0").strip() != b"0" or b"transfer-encoding" in headers:
                 upgrade = headers.get(b"upgrade", b"").decode("latin-1")
-                self._refuse(400, f"Upgrade to {upgrade!r} is not supported: send the request without Upgrade")
+                message = f"Upgrade to {upgrade!r} is not supported: send the request without Upgrade"
+                self._refuse(400, message, has_cycle=True)
                 return False
         except httptools.HttpParserError as exc:
             # NOTE: what a callback raised (uvicorn's URL parsing) says more than "User callback error"
@@ -250,12 +251,20 @@ class HttpProtocol(HttpToolsProtocol):
 
     # Errors
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` where the client waits for no other answer first, end the request's app
-        call, and close (after :data:`LINGER_SECONDS`, or when the client closes first)."""
+    def _refuse(self, status: int, message: str, *, has_cycle: bool | None = None) -> None:
+        """Answer ``status`` unless the client waits for another answer first, end the request's app
+        call, and close (after :data:`LINGER_SECONDS`, or when the client closes first).
+
+        ``has_cycle``: whether ``self.cycle`` is the refused request's own (by default, once its head
+        is done); else it is an earlier request's, or None.
+        """
         log.debug("Refused a request from %s with %d: %s", self.client, status, message)
-        cycle = self.cycle  # NOTE: the request being read's once its head is done; before, the one before it
-        if (not cycle.response_started) if self._head_done else (cycle is None or cycle.response_complete):
+        cycle = self.cycle
+        if self._head_done if has_cycle is None else has_cycle:
+            answer = not cycle.response_started and not self.pipeline
+        else:
+            answer = cycle is None or cycle.response_complete
+        if answer:
             self.transport.write(self._error_response(status, message))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # NOTE: the app's receive() returns a disconnect, its send() nothing
