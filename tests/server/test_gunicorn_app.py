@@ -13,7 +13,7 @@ import pytest
 
 from tfaas.config import Settings
 from tfaas.logs import JsonFormatter
-from tfaas.server.gunicorn_app import SighupReloader, TfaasApplication, TfaasArbiter
+from tfaas.server.gunicorn_app import SighupReloader, TfaasApplication, TfaasArbiter, _not_an_empty_listener_line
 
 
 def test_settings_become_gunicorn_settings(tmp_path):
@@ -89,3 +89,11 @@ def test_a_failing_reload_does_not_end_the_reload_thread(reloader):
     threading.Event().wait(0.3)
     os.kill(os.getpid(), signal.SIGHUP)
     assert done.wait(5)
+
+
+def test_the_masters_empty_listener_line_is_dropped_and_a_workers_kept():
+    def listening(*args: object) -> logging.LogRecord:
+        return logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1, "Listening at: %s (%s)", args, None)
+
+    assert not _not_an_empty_listener_line(listening("", 41))
+    assert _not_an_empty_listener_line(listening("http://0.0.0.0:8501", 41))
