@@ -66,7 +66,6 @@ class TfaasApplication(BaseApplication):
             # NOTE: applied by gunicorn in the master before the fork, so workers inherit it.
             "logconfig_dict": logging_config(s.log_format, s.log_level, s.access_log),
             "worker_tmp_dir": s.worker_tmp_dir or None,
-            "post_fork": _log_listeners,
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
@@ -134,19 +133,12 @@ def with_current_models(settings: Settings) -> Settings:
         return settings
 
 
-def _log_listeners(arbiter: Arbiter, worker: Any) -> None:
-    """gunicorn's ``post_fork`` hook: the worker has just opened its listening socket; say where."""
-    arbiter.log.info("Listening at: %s", ",".join(str(listener) for listener in worker.sockets))
-
-
 class TfaasArbiter(Arbiter):
     """gunicorn's master, where SIGHUP reloads the model config in every worker instead of replacing
     the workers."""
 
     def start(self) -> None:
-        # NOTE: with a socket per worker (reuse_port) the master has none, and gunicorn would log
-        # "Listening at:  (<pid>)"; each worker logs its own address instead (_log_listeners).
-        self.log.error_log.addFilter(_not_an_empty_listener_line)
+        self.log.error_log.addFilter(ListenerAddresses(self.cfg.address))
         super().start()
 
     def handle_hup(self) -> None:
@@ -202,8 +194,18 @@ class SighupReloader:
                 log.exception("Reloading the model config failed")
 
 
-def _not_an_empty_listener_line(record: logging.LogRecord) -> bool:
-    return not (record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and record.args[0] == "")
+class ListenerAddresses(logging.Filter):
+    """Puts the addresses in gunicorn's ``Listening at:`` line, which names the master's sockets: with
+    a socket per worker (reuse_port) it has none, and the line read ``Listening at:  (<pid>)``."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.addresses = ",".join(f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in addresses)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and record.args[0] == "":
+            record.args = (self.addresses, *record.args[1:])
+        return True
 
 
 def serve(settings: Settings) -> None:
