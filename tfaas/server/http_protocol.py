@@ -132,6 +132,10 @@ class HttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._lingering:
             return
+        if self._head_done or len(data) <= self.limits.max_header_bytes - self._head_bytes:
+            self._head_bytes += 0 if self._head_done else len(data)
+            self._feed(data)
+            return
         view = memoryview(data)
         while view:
             if self._head_done:
@@ -148,7 +152,7 @@ class HttpProtocol(HttpToolsProtocol):
             if not self._feed(piece):
                 return
 
-    def _feed(self, data: memoryview) -> bool:
+    def _feed(self, data: bytes | memoryview) -> bool:
         """Parse ``data``; False once the connection is closing (a refused request among others)."""
         try:
             self.parser.feed_data(data)
