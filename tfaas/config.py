@@ -662,7 +662,7 @@ class Settings:
     worker_connections: int = _option(
         0,
         "Connections one worker holds at once (gunicorn's name); more are answered 503 and closed. 0: the"
-        " open-file limit (RLIMIT_NOFILE) less a quarter of it (at least 256) for model files and logs.",
+        " open-file limit (RLIMIT_NOFILE) less a quarter of it (at least 64) for model files and logs.",
         check=_at_least(0),
     )
     model_repository: str = _option(
