@@ -51,8 +51,11 @@ def ensure_example_models(root: Path) -> None:
         return
     log.info("Building the example models in %s", root)
     built = subprocess.run([sys.executable, "-m", "tfaas.examples", str(root)], stderr=subprocess.PIPE)
-    log_native_lines(logging.getLogger("tensorflow"), built.stderr.decode(errors="replace"))
-    built.check_returncode()
+    output = built.stderr.decode(errors="replace")
+    if built.returncode:
+        log.error("Building the example models failed:\n%s", output)
+        built.check_returncode()
+    log_native_lines(logging.getLogger("tensorflow"), output)
 
 
 def with_example_models(settings: Settings) -> Settings:

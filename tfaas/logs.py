@@ -237,7 +237,7 @@ def native_lines_logged(logger: logging.Logger) -> Iterator[None]:
     bypasses Python's logging) through ``logger`` afterwards, as :func:`log_native_lines` does.
 
     NOTE: meant for a short, single-threaded stretch such as importing TensorFlow; Python's own writes
-    to stderr in it are captured too.
+    to stderr in it are captured too, and what is written just before the process crashes is lost.
     """
     sys.stderr.flush()
     with tempfile.TemporaryFile() as captured:
