@@ -12,13 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvloop
-from uvicorn import Config, Server
+from uvicorn import Config
+from uvicorn.server import Server
 
 from tfaas.config import Settings
 from tfaas.server.http_protocol import ConnectionLimits, HttpProtocol
+from tfaas.server.worker import DrainingServer
 
 LIMITS = ConnectionLimits(
     max_header_bytes=4096, header_timeout=1.0, body_timeout=1.0, body_min_rate=1024, max_connections=10
@@ -40,18 +43,27 @@ async def app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(scope="module")
-def port() -> Iterator[int]:
+@contextmanager
+def serving() -> Iterator[tuple[Server, int]]:
+    """A uvicorn server on uvloop in a thread, with the protocol, on a free port; stopped at the end."""
     listener = socket.create_server(("127.0.0.1", 0))
     http = functools.partial(HttpProtocol, limits=LIMITS)
-    server = Server(Config(app, http=http, lifespan="off", log_config=None, timeout_keep_alive=5))
+    server = DrainingServer(Config(app, http=http, lifespan="off", log_config=None, timeout_keep_alive=5))
     thread = threading.Thread(target=lambda: uvloop.run(server.serve(sockets=[listener])), daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    yield listener.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield server, listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with serving() as (_, port):
+        yield port
 
 
 def exchange(port: int, data: bytes) -> bytes:
@@ -112,3 +124,17 @@ def test_the_limits_are_the_settings_and_the_default_connection_limit_leaves_roo
     # NOTE: in a child process, whose open-file limit the test may lower
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[192, 768, 3072]"
+
+
+def test_at_shutdown_a_request_sent_on_an_idle_keep_alive_connection_is_served_then_it_closes():
+    # NOTE: uvicorn closed such connections at once: a request the client sent meanwhile was lost
+    with serving() as (server, port), socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(get("/first"))
+        assert statuses(sock.recv(65536)) == [200]
+        server.should_exit = True
+        time.sleep(0.25)
+        sock.sendall(get("/second"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert statuses(received) == [200] and b"connection: close" in received and b"/second" in received
