@@ -3,6 +3,7 @@ where its limits must not refuse what is legitimate, and what it does after an e
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -29,8 +30,10 @@ LIMITS = ConnectionLimits(
 
 
 async def app(scope, receive, send) -> None:
-    """Echoes the body's length; ``/early`` answers before it reads the body."""
+    """Echoes the body's length; ``/early`` answers before it reads the body, ``/late`` reads it late."""
     size = 0
+    if scope["path"] == "/late":
+        await asyncio.sleep(2 * LIMITS.body_timeout)
     if scope["path"] != "/early":
         while True:
             message = await receive()
@@ -138,3 +141,15 @@ def test_at_shutdown_a_request_sent_on_an_idle_keep_alive_connection_is_served_t
         while chunk := sock.recv(65536):
             received += chunk
     assert statuses(received) == [200] and b"connection: close" in received and b"/second" in received
+
+
+def test_a_body_the_app_reads_late_is_not_the_clients_delay(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /late HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")  # NOTE: once the app reads, 2 s later
+        sock.sendall(b"abc")
+        assert statuses(sock.recv(65536)) == [200]
+    body = b"x" * (1 << 20)  # NOTE: more than uvicorn buffers: it stops reading until the app reads
+    head = f"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    received = exchange(port, head.encode() + body)
+    assert statuses(received) == [200] and b'"size": 1048576' in received

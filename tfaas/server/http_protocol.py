@@ -240,10 +240,10 @@ class HttpProtocol(HttpToolsProtocol):
         if self.loop.time() < self._deadline:
             self._timer_at = self._deadline
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
-        elif self.flow.read_paused or _has_unread_bytes(self.transport):
-            # NOTE: the worker stopped reading (its app has not taken what came) or has not read yet
-            # what came: the delay is the server's, not the client's
-            self._wait_for_client(self.limits.body_timeout if self.flow.read_paused else GRACE_SECONDS)
+        elif self._app_holds_the_body():
+            self._wait_for_client(self.limits.body_timeout)
+        elif _has_unread_bytes(self.transport):
+            self._wait_for_client(GRACE_SECONDS)  # NOTE: what came waits for a worker too busy to read it
         elif not self._in_message:
             self.transport.close()  # NOTE: no part of a request came, so none is answered
         elif self._head_done:
@@ -252,6 +252,11 @@ class HttpProtocol(HttpToolsProtocol):
         else:
             timeout = self.limits.header_timeout
             self._refuse(408, f"The request line and headers did not arrive within {timeout:g} s")
+
+    def _app_holds_the_body(self) -> bool:
+        """Whether the body waits on the app, not on the client: the worker stopped reading (the app
+        has not taken what came), or the client waits for ``100 Continue`` (sent when the app reads)."""
+        return self.flow.read_paused or (self._head_done and self.cycle.waiting_for_100_continue)
 
     # Errors
 
