@@ -65,8 +65,9 @@ class TfaasWorker(UvicornWorker):
         """As uvicorn_worker's, with :class:`DrainingServer` on the sockets themselves.
 
         NOTE: gunicorn's socket wrappers are not ``socket.socket``s, so uvloop, which closes a
-        listener's descriptor itself, closed the wrapper once more (EBADF, "Error while closing
-        socket" per worker at every stop) and uvicorn a third time; a ``socket.socket`` it detaches.
+        listener's descriptor itself, then closed the wrapper too, which closed the descriptor again:
+        EBADF ("Error while closing socket", per worker at every stop), or another file's descriptor
+        had the number been reused meanwhile. A ``socket.socket`` it detaches instead.
         """
         if not self.alive:  # NOTE: a stop asked for while the core was being built: never start serving
             return
