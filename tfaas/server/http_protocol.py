@@ -106,7 +106,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     # Connection
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         if len(self.connections) >= self.limits.max_connections:
             # NOTE: neither counted nor read: the descriptor is closed again at once
             self._refused = True
