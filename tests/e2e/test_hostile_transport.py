@@ -160,7 +160,10 @@ def test_a_head_over_the_limit_gets_a_json_431_and_the_connection_closes(server,
     assert "65536 bytes" in body["error"]
 
 
-def test_a_1_mb_header_is_refused_at_once_while_another_client_is_answered(server):
+@pytest.mark.parametrize("megabytes", [1, 32])
+def test_a_huge_header_is_refused_at_once_while_another_client_is_answered(server, megabytes):
+    # NOTE: uvicorn took 9.9 s to parse a 64 MB header (the work grows with its square), and the other
+    # clients of the worker waited as long
     latencies: list[float] = []
     stop = threading.Event()
 
@@ -177,7 +180,7 @@ def test_a_1_mb_header_is_refused_at_once_while_another_client_is_answered(serve
         wait_for(lambda: latencies, timeout=10)
         with connect(server) as sock:
             started = time.perf_counter()
-            sock.sendall(request("GET", STATUS, "X-Big: " + "a" * (1 << 20)))
+            sock.sendall(request("GET", STATUS, "X-Big: " + "a" * (megabytes << 20)))
             response = read_until_closed(sock)
             refused_in = time.perf_counter() - started
         time.sleep(0.2)
@@ -186,7 +189,7 @@ def test_a_1_mb_header_is_refused_at_once_while_another_client_is_answered(serve
         thread.join()
     assert_json_error(response, 431)
     assert refused_in < 0.5, f"took {refused_in:.3f} s to refuse"
-    assert latencies and max(latencies) < 0.5, f"the other client waited up to {max(latencies):.3f} s"
+    assert max(latencies) < 0.5, f"the other client waited up to {max(latencies):.3f} s"
 
 
 def test_a_half_sent_head_gets_a_json_408_after_the_timeout_and_the_connection_closes(server):
