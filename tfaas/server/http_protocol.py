@@ -21,11 +21,12 @@ read yet. :class:`HttpProtocol` keeps its parsing and ASGI cycle, and:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import select
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -197,7 +198,16 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_done = True
         if self._closing:
             self.cycle.keep_alive = False
+        if self.expect_100_continue:
+            self.cycle.receive = functools.partial(self._receive_after_continue, self.cycle, self.cycle.receive)
         self._wait_for_client(self.limits.body_timeout)
+
+    async def _receive_after_continue(self, cycle: Any, receive: Callable[[], Awaitable[Any]]) -> Any:
+        """The app asks for the body of a request that expects ``100 Continue``, which the client waits
+        for before it sends the body: the client's time for the body starts now."""
+        if cycle.waiting_for_100_continue and cycle is self.cycle and self._head_done:
+            self._wait_for_client(self.limits.body_timeout)
+        return await receive()
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
