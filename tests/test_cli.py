@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import subprocess
 import sys
 
 import pytest
+
+from tfaas.cli import prepare_tensorflow
 
 
 @pytest.mark.parametrize(
@@ -21,3 +24,22 @@ def test_invalid_configuration_fails_at_start(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+GPU = bool(glob.glob("/dev/nvidia[0-9]*"))
+CPU_ONLY = {} if GPU else {"TF_ENABLED_DEVICE_TYPES": "CPU"}
+
+
+@pytest.mark.parametrize(
+    "environ,expected",
+    [
+        ({}, {"TF_CPP_MIN_LOG_LEVEL": "1", **CPU_ONLY}),
+        ({"CUDA_VISIBLE_DEVICES": "0"}, {"TF_CPP_MIN_LOG_LEVEL": "1", "CUDA_VISIBLE_DEVICES": "0"}),
+        ({"TF_ENABLED_DEVICE_TYPES": "CPU,GPU", "TF_CPP_MIN_LOG_LEVEL": "0"}, None),
+    ],
+    ids=["operator chose nothing", "operator chose GPUs", "operator chose TensorFlow's settings"],
+)
+def test_tensorflow_looks_only_for_a_cpu_where_there_is_no_gpu_unless_the_operator_chose(environ, expected):
+    given = dict(environ)
+    prepare_tensorflow(environ)
+    assert environ == (given if expected is None else expected)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from tfaas.logs import JsonFormatter, TextFormatter, logging_config, servable_fields
+from tfaas.logs import (
+    JsonFormatter,
+    TextFormatter,
+    log_native_lines,
+    logging_config,
+    native_lines_logged,
+    servable_fields,
+)
 
 
 def record(message: str = "Loaded servable %s", args: tuple = ("{name: m version: 3}",), **extra) -> logging.LogRecord:
@@ -103,3 +111,80 @@ def test_access_log_goes_to_stderr_or_a_file(tmp_path):
     assert config["handlers"]["access_file"]["filename"] == str(tmp_path / "access.log")
     with pytest.raises(ValueError):
         logging_config("xml", "info")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def tensorflow_logger():
+    logger = logging.getLogger("test.tensorflow")
+    handler = Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield logger, handler.records
+    logger.removeHandler(handler)
+
+
+TENSORFLOW_START = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795980300.514048   18596 port.cc:153] oneDNN custom operations are on.
+I0000 00:00:1795980300.617380   18596 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.
+To enable the following instructions: AVX2 FMA, rebuild TensorFlow.
+E0000 00:00:1795979770.866866    5691 cuda_platform.cc:52] failed call to cuInit: INTERNAL
+2025-09-17 14:44:05.176998: W external/xla/cuda_fft.cc:467] Unable to register cuFFT factory
+"""
+
+
+def test_tensorflow_native_lines_become_records_at_their_level(tensorflow_logger):
+    logger, records = tensorflow_logger
+    log_native_lines(logger, "stray output\n" + TENSORFLOW_START)
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        ("WARNING", "stray output"),
+        ("INFO", "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"),
+        ("INFO", "port.cc:153: oneDNN custom operations are on."),
+        (
+            "INFO",
+            "cpu_feature_guard.cc:227: This TensorFlow binary is optimized.\n"
+            "To enable the following instructions: AVX2 FMA, rebuild TensorFlow.",
+        ),
+        ("ERROR", "cuda_platform.cc:52: failed call to cuInit: INTERNAL"),
+        ("WARNING", "external/xla/cuda_fft.cc:467: Unable to register cuFFT factory"),
+    ]
+
+
+def test_what_native_code_writes_to_stderr_is_logged_after_the_block(tensorflow_logger, capfd):
+    logger, records = tensorflow_logger
+    with native_lines_logged(logger):
+        os.write(2, b"W0000 00:00:1795980300.5 18596 loader.cc:9] from C++\n")
+        assert not records
+    assert [(r.levelname, r.getMessage()) for r in records] == [("WARNING", "loader.cc:9: from C++")]
+    assert capfd.readouterr().err == ""
+
+
+HOLD_THEN_CONFIGURE = """
+import logging
+from tfaas.logs import HeldRecords
+held = HeldRecords.install()
+logging.getLogger("tfaas.config").warning("one: before the format is known")
+logging.getLogger("tfaas.cli").info("two")
+logging.getLogger("tfaas.cli").debug("not logged: below info")
+held.replay("json", "info")
+logging.getLogger("tfaas.cli").info("three")
+"""
+
+
+def test_records_logged_before_the_format_is_known_come_out_in_it_and_in_order():
+    result = subprocess.run([sys.executable, "-c", HOLD_THEN_CONFIGURE], capture_output=True, text=True, check=True)
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(e["level"], e["logger"], e["message"]) for e in entries] == [
+        ("WARNING", "tfaas.config", "one: before the format is known"),
+        ("INFO", "tfaas.cli", "two"),
+        ("INFO", "tfaas.cli", "three"),
+    ]

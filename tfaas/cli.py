@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import MutableMapping, Sequence
 
 from tfaas import __version__
 from tfaas.config import Settings, add_arguments, load_settings
 from tfaas.errors import ConfigError
+from tfaas.logs import HeldRecords, log_native_lines
 
 log = logging.getLogger("tfaas.cli")
 
@@ -48,7 +50,12 @@ def ensure_example_models(root: Path) -> None:
     if all(any(p.name.isdigit() for p in (root / m).glob("*")) for m in EXAMPLE_MODELS):
         return
     log.info("Building the example models in %s", root)
-    subprocess.run([sys.executable, "-m", "tfaas.examples", str(root)], check=True)
+    built = subprocess.run([sys.executable, "-m", "tfaas.examples", str(root)], stderr=subprocess.PIPE)
+    output = built.stderr.decode(errors="replace")
+    if built.returncode:
+        log.error("Building the example models failed:\n%s", output)
+        built.check_returncode()
+    log_native_lines(logging.getLogger("tensorflow"), output)
 
 
 def with_example_models(settings: Settings) -> Settings:
@@ -60,6 +67,22 @@ def with_example_models(settings: Settings) -> Settings:
     root = example_models_dir()
     ensure_example_models(root)
     return dataclasses.replace(settings, model_repository=str(root))
+
+
+def prepare_tensorflow(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Set what every TensorFlow started from here (workers, the example builder) must find in its
+    environment before its import; an operator's own settings win.
+
+    - ``TF_CPP_MIN_LOG_LEVEL=1``: TensorFlow's C++ INFO lines would drown our logs (warnings and
+      errors still show).
+    - ``TF_ENABLED_DEVICE_TYPES=CPU`` on a machine with no NVIDIA device file (``/dev/nvidia0``...),
+      unless ``CUDA_VISIBLE_DEVICES`` is set: TensorFlow otherwise calls ``cuInit``, which fails there
+      and logs an ERROR (``failed call to cuInit``) at every start; ``CUDA_VISIBLE_DEVICES`` does not
+      keep it from calling.
+    """
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if "CUDA_VISIBLE_DEVICES" not in environ and not glob.glob("/dev/nvidia[0-9]*"):
+        environ.setdefault("TF_ENABLED_DEVICE_TYPES", "CPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,18 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tfaas`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    held = HeldRecords.install()  # NOTE: until the settings say how lines look, even the first ones
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
         log.warning("Ignoring arguments tfaas does not know: %s", " ".join(unknown))
+    prepare_tensorflow()
+    try:
+        settings = load_settings(args) if args.command == "serve" else Settings()
+    except ConfigError as exc:
+        held.replay("text", "info")
+        print(f"tfaas: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    held.replay(settings.log_format, settings.log_level, settings.access_log)
     if args.command == "examples":
         ensure_example_models(Path(args.directory) if args.directory else example_models_dir())
         return 0
-    try:
-        settings = load_settings(args)
-    except ConfigError as exc:
-        print(f"tfaas: invalid configuration: {exc}", file=sys.stderr)
-        return 2
     if not settings.models and not settings.model_repository:
         settings = with_example_models(settings)
     from tfaas.server.gunicorn_app import serve  # NOTE: gunicorn only for the serve command

@@ -641,6 +641,34 @@ class Settings:
         "Seconds allowed to finish in-flight requests on shutdown before exiting.",
         check=_at_least(0),
     )
+    max_header_bytes: int = _option(
+        64 * 1024,
+        "Largest request line plus headers accepted, in bytes; a larger one is refused at once (HTTP 431).",
+        check=_at_least(1024),
+    )
+    request_header_timeout: float = _option(
+        30.0,
+        "Seconds a client has to send a request's line and headers, from its connection or its previous"
+        " response; then the connection is closed (HTTP 408 if part of a request came).",
+        check=_greater_than(0),
+    )
+    request_body_timeout: float = _option(
+        30.0,
+        "Seconds a request body may take to arrive, plus 1 s per request_body_min_rate bytes received (time"
+        " the server itself stops reading does not count); then HTTP 408 and the connection is closed.",
+        check=_greater_than(0),
+    )
+    request_body_min_rate: int = _option(
+        1024,
+        "Bytes per second a request body must average to earn more time past request_body_timeout.",
+        check=_at_least(1),
+    )
+    worker_connections: int = _option(
+        0,
+        "Connections one worker holds at once (gunicorn's name); more are answered 503 and closed. 0: the"
+        " open-file limit (RLIMIT_NOFILE) less a quarter of it (at least 64) for model files and logs.",
+        check=_at_least(0),
+    )
     model_repository: str = _option(
         "",
         "Directory of models (<dir>/<name>/<version>/), every one of them served; with enable_model_management,"

@@ -6,7 +6,13 @@ line can be grepped for ``model=half_plus_two``. gunicorn's access lines get the
 (method, path, status, ...) in JSON, and the model a ``/v1/models/<name>`` URL names.
 
 :func:`logging_config` builds the :func:`logging.config.dictConfig` dictionary that gunicorn applies
-(its ``logconfig_dict`` setting) in the master before it forks, so every worker inherits it.
+(its ``logconfig_dict`` setting) in the master before it forks, so every worker inherits it; the
+command line applies it first (:func:`configure`), replaying what was logged while the settings were
+read (:class:`HeldRecords`), so that its first lines have the format too.
+
+TensorFlow's C++ code writes its own lines to stderr (absl's ``I0000 00:00:... file.cc:12] text``),
+at start before any setting of TensorFlow's applies: :func:`native_lines_logged` and
+:func:`log_native_lines` turn them into records of the ``tensorflow`` logger, at their level.
 
 This module imports nothing from tfaas, so every layer (``tfaas.core`` included) may use it.
 """
@@ -14,9 +20,14 @@ This module imports nothing from tfaas, so every layer (``tfaas.core`` included)
 from __future__ import annotations
 
 import logging
+import logging.config
+import os
 import re
+import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -143,3 +154,100 @@ def logging_config(log_format: str, level: str, access_log: str = "") -> dict[st
             "gunicorn.access": {"level": "INFO", "handlers": access_handlers, "propagate": False},
         },
     }
+
+
+def configure(log_format: str, level: str, access_log: str = "") -> None:
+    """Apply :func:`logging_config` to this process."""
+    logging.config.dictConfig(logging_config(log_format, level, access_log))
+
+
+class HeldRecords(logging.Handler):
+    """Holds every record logged before the log format is known (while the settings are read), to
+    replay them once it is, through the loggers as then configured."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._root_level = logging.NOTSET
+
+    @classmethod
+    def install(cls) -> HeldRecords:
+        """Hold the records of every logger from now on (the root logger's level is lowered meanwhile)."""
+        held = cls()
+        root = logging.getLogger()
+        held._root_level = root.level
+        root.addHandler(held)
+        root.setLevel(logging.DEBUG)
+        return held
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def replay(self, log_format: str, level: str, access_log: str = "") -> None:
+        """:func:`configure` logging, then log the held records as their loggers now allow."""
+        root = logging.getLogger()
+        root.removeHandler(self)
+        root.setLevel(self._root_level)
+        configure(log_format, level, access_log)
+        for record in self.records:
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        self.records = []
+
+
+_NATIVE_LINE = re.compile(
+    r"(?:(?P<level>[IWEF])\d{4} [\d:.]+\s+\d+ |\d{4}-\d\d-\d\d [\d:.]+: (?P<tf_level>[IWEF]) )"
+    r"(?P<source>[^\]\s]+)\] (?P<text>.*)"
+)
+"""absl's line (``I0000 00:00:1795.5 1234 port.cc:153] text``) or TensorFlow's own
+(``2025-01-31 12:00:00.5: I a.cc:9] text``)."""
+_NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+"""What absl writes once before its first line: about the raw stderr lines this module replaces."""
+
+
+def log_native_lines(logger: logging.Logger, text: str) -> None:
+    """Log absl-formatted lines (TensorFlow's C++ logging) through ``logger``, each at its level.
+
+    A line without absl's prefix continues the line before it (a message of several lines); one with
+    no line before it is logged as a warning.
+    """
+    level, lines = logging.WARNING, []
+    for line in text.splitlines():
+        match = _NATIVE_LINE.fullmatch(line)
+        if match or line == _ABSL_PREAMBLE or not lines:
+            if lines:
+                logger.log(level, "\n".join(lines))
+            if match:
+                level = _NATIVE_LEVELS[match["level"] or match["tf_level"]]
+                line = f"{match['source']}: {match['text']}"
+            else:
+                level = logging.INFO if line == _ABSL_PREAMBLE else logging.WARNING
+            lines = [line]
+        else:
+            lines.append(line)
+    if lines:
+        logger.log(level, "\n".join(lines))
+
+
+@contextmanager
+def native_lines_logged(logger: logging.Logger) -> Iterator[None]:
+    """Log what is written to the stderr file descriptor during the ``with`` body (by C++ code that
+    bypasses Python's logging) through ``logger`` afterwards, as :func:`log_native_lines` does.
+
+    NOTE: meant for a short, single-threaded stretch such as importing TensorFlow; Python's own writes
+    to stderr in it are captured too, and what is written just before the process crashes is lost.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        stderr = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(stderr, 2)
+            os.close(stderr)
+            captured.seek(0)
+            log_native_lines(logger, captured.read().decode(errors="replace"))

@@ -13,7 +13,7 @@ import pytest
 
 from tfaas.config import Settings
 from tfaas.logs import JsonFormatter
-from tfaas.server.gunicorn_app import SighupReloader, TfaasApplication, TfaasArbiter
+from tfaas.server.gunicorn_app import ListenerAddresses, SighupReloader, TfaasApplication, TfaasArbiter
 
 
 def test_settings_become_gunicorn_settings(tmp_path):
@@ -89,3 +89,13 @@ def test_a_failing_reload_does_not_end_the_reload_thread(reloader):
     threading.Event().wait(0.3)
     os.kill(os.getpid(), signal.SIGHUP)
     assert done.wait(5)
+
+
+def test_the_masters_listener_line_names_the_address_its_workers_listen_at():
+    def listening(*args: object) -> str:
+        made = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1, "Listening at: %s (%s)", args, None)
+        assert ListenerAddresses([("0.0.0.0", 8501), ("::1", 8502)]).filter(made)
+        return made.getMessage()
+
+    assert listening("", 41) == "Listening at: http://0.0.0.0:8501,http://[::1]:8502 (41)"
+    assert listening("http://10.0.0.1:80", 41) == "Listening at: http://10.0.0.1:80 (41)"

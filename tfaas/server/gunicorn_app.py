@@ -33,7 +33,7 @@ from gunicorn.arbiter import Arbiter
 
 from tfaas.config import Settings, model_list_file, reload_models
 from tfaas.errors import ConfigError
-from tfaas.logs import logging_config
+from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
 from tfaas.server.listeners import check_port_free
@@ -92,8 +92,8 @@ class TfaasApplication(BaseApplication):
         from tfaas.server.asgi import AsgiFront
         from tfaas.server_core import ServerCore
 
-        # NOTE: TF's C++ INFO lines would drown our logs; warnings and errors still show.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        with native_lines_logged(logging.getLogger("tensorflow")):
+            import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
         s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
         self.core = ServerCore(
@@ -154,6 +154,10 @@ class TfaasArbiter(Arbiter):
     """gunicorn's master, where SIGHUP reloads the model config in every worker instead of replacing
     the workers."""
 
+    def start(self) -> None:
+        self.log.error_log.addFilter(ListenerAddresses(self.cfg.address))
+        super().start()
+
     def handle_hup(self) -> None:
         self.log.info("Hang up: reloading the model config in every worker (workers are not restarted)")
         self.kill_workers(signal.SIGHUP)
@@ -205,6 +209,20 @@ class SighupReloader:
                 reload()
             except Exception:  # NOTE: a failed reload must not end the thread (the next HUP retries)
                 log.exception("Reloading the model config failed")
+
+
+class ListenerAddresses(logging.Filter):
+    """Puts the addresses in gunicorn's ``Listening at:`` line, which names the master's sockets: with
+    a socket per worker (reuse_port) it has none, and the line read ``Listening at:  (<pid>)``."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.addresses = ",".join(f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in addresses)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and record.args[0] == "":
+            record.args = (self.addresses, *record.args[1:])
+        return True
 
 
 def serve(settings: Settings) -> None:
