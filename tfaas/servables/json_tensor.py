@@ -45,7 +45,7 @@ class PredictRequest:
 
 
 @dataclass(frozen=True)
-class _Codec:
+class Codec:
     """How JSON values become one TF dtype: ``kind`` is float, int, bool or string."""
 
     name: str  # TF's DataTypeString, used in messages ("float")
@@ -54,12 +54,12 @@ class _Codec:
     leaf_types: frozenset[type]
 
 
-def _new_codec(name: str, kind: str, dtype: type, leaf_types: frozenset[type]) -> _Codec:
-    return _Codec(name, kind, np.dtype(dtype), leaf_types)
+def _new_codec(name: str, kind: str, dtype: type, leaf_types: frozenset[type]) -> Codec:
+    return Codec(name, kind, np.dtype(dtype), leaf_types)
 
 
 _NUMBERS = frozenset({int, float})
-_CODECS: dict[str, _Codec] = {
+_CODECS: dict[str, Codec] = {
     "DT_FLOAT": _new_codec("float", "float", np.float32, _NUMBERS),
     "DT_DOUBLE": _new_codec("double", "float", np.float64, _NUMBERS),
     "DT_INT8": _new_codec("int8", "int", np.int8, frozenset({int})),
@@ -100,12 +100,16 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -
     key = b'{"outputs":' if columnar else b'{"predictions":'
     if not columnar:
         _check_batch_sizes(outputs, aliases)
+    # NOTE: the answer is joined once from its pieces: a large tensor's text comes in blocks.
     if len(aliases) == 1:
-        return key + _tensor_json(aliases[0], outputs[aliases[0]]) + b"}"
+        return b"".join([key, *_tensor_parts(aliases[0], outputs[aliases[0]]), b"}"])
     if columnar:
-        fields = (orjson.dumps(alias) + b":" + _tensor_json(alias, outputs[alias]) for alias in aliases)
-        return key + b"{" + b",".join(fields) + b"}}"
-    return key + _rows_json(outputs, aliases) + b"}"
+        parts = [key, b"{"]
+        for alias in aliases:
+            parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
+        parts[-1] = b"}}"
+        return b"".join(parts)
+    return b"".join([key, _rows_json(outputs, aliases), b"}"])
 
 
 # --- large numeric bodies ------------------------------------------------------------------------
@@ -202,13 +206,15 @@ def _decode_instances(instances: Any, signature: SignatureInfo) -> dict[str, np.
     aliases = sorted(signature.inputs)
     if _is_named_object(instances[0]):
         _check_named_rows(instances, aliases)
-        return {alias: _batch([row[alias] for row in instances], _codec(signature, alias), alias) for alias in aliases}
+        return {
+            alias: _batch([row[alias] for row in instances], input_codec(signature, alias), alias) for alias in aliases
+        }
     if len(aliases) != 1:
         raise InvalidArgument(
             "instances is a plain list, but expecting list of objects as multiple input tensors required as "
             "per tensorinfo_map"
         )
-    return {aliases[0]: _batch(instances, _codec(signature, aliases[0]), None)}
+    return {aliases[0]: _batch(instances, input_codec(signature, aliases[0]), None)}
 
 
 def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
@@ -231,31 +237,31 @@ def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
         )
 
 
-def _batch(rows: list[Any], codec: _Codec, alias: str | None) -> np.ndarray:
+def _batch(rows: list[Any], codec: Codec, alias: str | None) -> np.ndarray:
     """Stack the rows of one input (``alias``; None for plain rows) into one array.
 
     NOTE: the rows are one nested list of shape ``[len(rows)] + row shape``, converted in one go; only
     a failure needs TF Serving's row-by-row account of what went wrong.
     """
     try:
-        return _to_array(rows, codec)
+        return to_array(rows, codec)
     except InvalidArgument:
         _explain_rows(rows, codec, alias)
         raise
 
 
-def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
+def _explain_rows(rows: list[Any], codec: Codec, alias: str | None) -> None:
     """Raise TF Serving's message for the first bad row: its own error, or a size or shape unlike row 0's."""
     if alias is None:
         for index, row in enumerate(rows):
             if _is_named_object(row):
                 raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
     where = "" if alias is None else f" key: {alias}"
-    first_shape = _dense_shape(rows[0])
+    first_shape = dense_shape(rows[0])
     for index, row in enumerate(rows):
-        shape = _dense_shape(row)
+        shape = dense_shape(row)
         try:
-            _to_array(row, codec)
+            to_array(row, codec)
             if math.prod(shape) != math.prod(first_shape):
                 raise InvalidArgument(f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}")
             if shape != first_shape:
@@ -275,14 +281,15 @@ def _decode_inputs(inputs: Any, signature: SignatureInfo) -> dict[str, np.ndarra
                 "inputs is a plain value/list, but expecting an object as multiple input tensors required as "
                 "per tensorinfo_map"
             )
-        return {aliases[0]: _to_array(inputs, _codec(signature, aliases[0]))}
+        return {aliases[0]: to_array(inputs, input_codec(signature, aliases[0]))}
     for alias in aliases:
         if alias not in inputs:
             raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
-    return {alias: _to_array(inputs[alias], _codec(signature, alias)) for alias in aliases}
+    return {alias: to_array(inputs[alias], input_codec(signature, alias)) for alias in aliases}
 
 
-def _codec(signature: SignatureInfo, alias: str) -> _Codec:
+def input_codec(signature: SignatureInfo, alias: str) -> Codec:
+    """How JSON values become input ``alias`` of ``signature``; ``Unimplemented`` for a dtype JSON cannot express."""
     dtype = signature.inputs[alias].dtype
     codec = _CODECS.get(dtype)
     if codec is None:
@@ -301,7 +308,7 @@ def _is_named_object(value: Any) -> bool:
     return isinstance(value, dict) and not is_b64(value)
 
 
-def _dense_shape(value: Any) -> list[int]:
+def dense_shape(value: Any) -> list[int]:
     """The shape TF Serving infers for ``value``: the lengths along its first elements."""
     shape = []
     while isinstance(value, list):
@@ -312,12 +319,12 @@ def _dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def _to_array(value: Any, codec: _Codec) -> np.ndarray:
+def to_array(value: Any, codec: Codec) -> np.ndarray:
     """Convert one JSON value (a scalar or nested lists) to an array of ``codec``'s dtype."""
-    shape = _dense_shape(value)
+    shape = dense_shape(value)
     if len(shape) > _MAX_RANK:  # NOTE: numpy cannot hold it; TF Serving's model would refuse it anyway.
         raise InvalidArgument(f"Too many dimensions in tensor: {len(shape)}, at most {_MAX_RANK} are supported")
-    leaves = _dense_leaves(value, shape)
+    leaves = dense_leaves(value, shape)
     if leaves is None or not set(map(type, leaves)) <= codec.leaf_types:
         _explain(value, shape, codec)
     if codec.kind == "string":
@@ -329,7 +336,7 @@ def _to_array(value: Any, codec: _Codec) -> np.ndarray:
         _explain(value, shape, codec)
 
 
-def _dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
+def dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
     """The leaves of ``value`` in row-major order if its lists all have ``shape``'s sizes, else None.
 
     NOTE: each level is checked with C-level set/map calls, so a valid tensor costs no per-element
@@ -343,7 +350,7 @@ def _dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
     return items
 
 
-def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
+def _explain(value: Any, shape: Sequence[int], codec: Codec) -> NoReturn:
     """Walk ``value`` depth first and raise TF Serving's message for its first offending element."""
     rank = len(shape)
     stack = [(value, 0)]
@@ -367,7 +374,7 @@ def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
     raise InvalidArgument(f"JSON Value: {json_text(value)} is not a tensor of type: {codec.name}")
 
 
-def _check_leaf(value: Any, codec: _Codec) -> None:
+def _check_leaf(value: Any, codec: Codec) -> None:
     """Raise ``InvalidArgument`` unless ``value`` converts to ``codec``'s dtype exactly."""
     if codec.kind == "string":
         _string_leaf(value, codec)
@@ -377,7 +384,7 @@ def _check_leaf(value: Any, codec: _Codec) -> None:
         )
 
 
-def _in_range(value: int | float, codec: _Codec) -> bool:
+def _in_range(value: int | float, codec: Codec) -> bool:
     if codec.kind == "int":
         limits = np.iinfo(codec.dtype)
         return limits.min <= value <= limits.max
@@ -386,7 +393,7 @@ def _in_range(value: int | float, codec: _Codec) -> bool:
     return True
 
 
-def _string_leaf(value: Any, codec: _Codec) -> bytes:
+def _string_leaf(value: Any, codec: Codec) -> bytes:
     """A DT_STRING element: a str (UTF-8 encoded) or a ``{"b64": ...}`` object (decoded)."""
     if isinstance(value, str):
         return value.encode("utf-8")
@@ -465,14 +472,19 @@ def _row_jsons(alias: str, array: np.ndarray) -> list[bytes]:
 
 def _tensor_json(alias: str, value: np.ndarray) -> bytes:
     """The JSON text of one tensor: nested lists, TF Serving's float and bytes conventions."""
+    return b"".join(_tensor_parts(alias, value))
+
+
+def _tensor_parts(alias: str, value: np.ndarray) -> list[bytes]:
+    """:func:`_tensor_json`'s text in pieces to be joined."""
     array = np.asarray(value)
     kind = array.dtype.kind
     if kind in "OSU":
-        return orjson.dumps(_strings_jsonable(alias, array))
+        return [orjson.dumps(_strings_jsonable(alias, array))]
     if kind == "f":
-        return floats_json(array)
+        return _float_parts(array)
     if kind in "biu":
-        return _dump_numeric(array)
+        return [_dump_numeric(array)]
     raise Unimplemented(f"Tensor name: {alias} has type {array.dtype}, which JSON cannot express")
 
 
@@ -490,8 +502,32 @@ def floats_json(array: np.ndarray) -> bytes:
     without an exponent (``3.0``, ``9e+06``, ``1e-05``); NaN and the infinities are the bare tokens
     ``NaN``, ``Infinity`` and ``-Infinity``.
     """
+    parts = _float_parts(array)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+ENCODE_BLOCK = 1 << 16
+"""Floats formatted at once: a large tensor's text is made in blocks of rows of about this many values, so
+the Python floats and strings alive at a time stay a few MB (one per value would cost ~100 bytes each)."""
+
+
+def _float_parts(array: np.ndarray) -> list[bytes]:
+    """:func:`floats_json`'s text in pieces: one, or ``[`` and blocks of rows along axis 0 and ``]``."""
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
+    if array.size <= ENCODE_BLOCK:
+        return [_floats_text(array)]
+    step = max(1, ENCODE_BLOCK // (array.size // len(array)))
+    parts = []
+    for start in range(0, len(array), step):
+        parts += [b",", _floats_text(array[start : start + step])[1:-1]]
+    parts[0] = b"["
+    parts.append(b"]")
+    return parts
+
+
+def _floats_text(array: np.ndarray) -> bytes:
+    """The text of a float32 or float64 array, as :func:`floats_json` writes it."""
     if not array.size:
         return orjson.dumps(array.tolist())  # nested empty lists, e.g. [[],[]]
     flat = array.ravel()

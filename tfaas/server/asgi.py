@@ -59,7 +59,7 @@ class AsgiFront:
 
     def __init__(self, core: ServerCore, wsgi_app: Flask, threads: int) -> None:
         self._core = core
-        self._max_body = core.settings.max_upload_bytes
+        self._max_body = core.settings.max_request_body_bytes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
         self._wsgi = WSGIMiddleware(wsgi_app, workers=threads)
 
@@ -164,23 +164,29 @@ def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answ
     metrics.record(core, core.metrics, labels, answer.status)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers."""
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytearray:
+    """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers.
+
+    NOTE: one buffer, sized by Content-Length where the client sends one: joining the received chunks
+    would hold the body twice.
+    """
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(_TOO_LARGE)
-    chunks, size = [], 0
+    body = bytearray(declared or 0)
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected()
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        if size + len(chunk) > limit:
             raise PayloadTooLarge(_TOO_LARGE)
-        chunks.append(chunk)
+        body[size : size + len(chunk)] = chunk
+        size += len(chunk)
         if not message.get("more_body"):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            del body[size:]
+            return body
 
 
 _TOO_LARGE = RequestEntityTooLarge.description

@@ -33,6 +33,7 @@ from tfaas.servables.json_tensor import (
     encode_predict_response,
     parse_numeric_body,
 )
+from tfaas.servables.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
 from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 
@@ -134,7 +135,7 @@ def _version_status(state: ServableState) -> dict[str, Any]:
 
 def parse_json_body(data: bytes) -> dict[str, Any]:
     """A request body as a JSON object, or a 400 in TF Serving's words."""
-    if not data.strip():
+    if not data or data.isspace():  # NOTE: not data.strip(), which copies a large body
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
         # NOTE: orjson >= 3.9.15 refuses nesting deeper than 1024 levels; older ones crashed (CVE-2024-27454).
@@ -193,14 +194,24 @@ def predict(spec: ModelSpec) -> Response:
     return json_response(predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels()))
 
 
-def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics.RequestLabels | None) -> bytes:
+def predict_body(
+    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
+) -> bytes:
     """The predict answer to the request body ``data``, on the calling thread; ``labels`` get the
-    version that answered. The ASGI front runs the same steps with the model call awaited."""
+    version that answered. The ASGI front runs the same steps with the model call awaited.
+
+    Once the inputs are decoded, the body and what was parsed of it are let go (a ``bytearray`` is
+    emptied), so that the model call and the answer do not add to their memory.
+    """
     call = parse_predict(data)
+    signature_name = call.signature_name
     with core.get_handle(spec) as handle:
         request = decode_predict(call, handle, labels)
+        del call
+        if isinstance(data, bytearray):
+            data.clear()
         with request_timing.timed("run"):
-            outputs = handle.servable.run(call.signature_name, request.inputs)
+            outputs = handle.servable.run(signature_name, request.inputs)
     return encode_predict(outputs, request.columnar)
 
 
@@ -208,20 +219,25 @@ def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics
 class PredictCall:
     """A predict body, parsed, and the signature it names.
 
-    A large body of one numeric tensor comes as ``numeric`` (``body`` stays unparsed until a signature
-    that cannot take it asks for the general path).
+    A body of one numeric tensor from ``NUMERIC_BODY_BYTES`` comes as ``numeric``, a body from
+    ``LARGE_BODY_BYTES`` with its long arrays read into numpy as ``large``; in both, ``body`` stays
+    unparsed until a signature they do not fit asks for the general path.
     """
 
     data: bytes
     signature_name: str
     body: dict[str, Any] | None = None
     numeric: NumericBody | None = None
+    large: dict[str, Any] | None = None
 
 
 def parse_predict(data: bytes) -> PredictCall:
     """Step 1 of a predict: the JSON body (timed as ``parse``)."""
     with request_timing.timed("parse"):
-        numeric = parse_numeric_body(data) if len(data) >= NUMERIC_BODY_BYTES else None
+        large = parse_large_body(data) if len(data) >= LARGE_BODY_BYTES else None
+        if large is not None:
+            return PredictCall(data, _signature_name(large), large=large)
+        numeric = parse_numeric_body(data) if NUMERIC_BODY_BYTES <= len(data) < LARGE_BODY_BYTES else None
         if numeric is not None:
             return PredictCall(data, numeric.signature_name or DEFAULT_SIGNATURE, numeric=numeric)
         body = parse_json_body(data)
@@ -236,7 +252,11 @@ def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.Re
     if signature is None:
         raise InvalidArgument(f'Serving signature name: "{call.signature_name}" not found in signature def')
     with request_timing.timed("parse"):
-        request = decode_numeric_body(call.numeric, signature) if call.numeric is not None else None
+        request = None
+        if call.numeric is not None:
+            request = decode_numeric_body(call.numeric, signature)
+        elif call.large is not None:
+            request = decode_large_body(call.large, signature)
         if request is not None:
             return request
         return decode_predict_request(call.body if call.body is not None else parse_json_body(call.data), signature)

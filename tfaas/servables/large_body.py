@@ -1,0 +1,232 @@
+"""Large predict bodies parsed array by array: each long array of numbers read in blocks into one numpy array.
+
+Why: parsed whole, a body of numbers becomes one Python object per number (~32 bytes, for 10-20 bytes of
+text) before numpy packs them; a 20 MB body cost over 10 times its size in memory. Here a body is read in
+two steps: its skeleton (the JSON with each long array replaced by a placeholder), then each long array,
+cut between its elements into blocks of about ``BLOCK_BYTES`` of text, block by block into its array. The
+peak is the body, the arrays and one block's Python objects.
+
+A body this path cannot take exactly as the general path would (a number JSON lacks, a ragged or mixed
+array, strings inside the tensor, a long array elsewhere than a tensor's place) is declined (``None``):
+the general path then parses it whole and answers in TF Serving's words. Both steps together parse every
+byte of the body, so a body taken here is valid JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+
+from tfaas.errors import InvalidArgument, Unimplemented
+from tfaas.servables.json_tensor import PredictRequest, dense_leaves, dense_shape, input_codec, to_array
+from tfaas.servables.servable import SignatureInfo
+
+LARGE_BODY_BYTES = 1 << 20
+"""Bodies from this size are tried here first (below it, Python objects cost at most a few MB)."""
+ARRAY_BYTES = 64 << 10
+"""Arrays with at least this much text are parsed in blocks; shorter ones stay in the skeleton."""
+BLOCK_BYTES = 1 << 20
+"""Text parsed at once: bounds the Python objects alive (~2 MB for 1 MB of 20-character numbers)."""
+_MAX_QUOTES = 1024  # NOTE: a body of numeric tensors has a few keys; more strings are not for this path.
+_PLACEHOLDER = "\0array {}"  # NOTE: a body holding "\u0000" is declined, so no string of it can be mistaken.
+_NATURAL_DTYPES = {
+    frozenset({bool}): np.dtype(np.bool_),
+    frozenset({int}): np.dtype(np.int64),
+    frozenset({float}): np.dtype(np.float64),
+    frozenset({int, float}): np.dtype(np.float64),
+}
+"""The dtype an array is read in, from its leaves' Python types; it is cast to the input's dtype later."""
+_OPENING = re.compile(rb"[\s\[]*")
+
+
+def parse_large_body(data: bytes) -> dict[str, Any] | None:
+    """``data`` as a JSON object whose long arrays (the tensors of ``instances``, ``inputs`` or the named
+    ``inputs``) are numpy arrays in place of lists; ``None`` for any other body."""
+    if b"\\u0000" in data:
+        return None
+    spans = _array_spans(data)
+    if not spans:
+        return None
+    pieces, position = [], 0
+    for index, (start, end) in enumerate(spans):
+        pieces += [data[position:start], orjson.dumps(_PLACEHOLDER.format(index))]
+        position = end
+    pieces.append(data[position:])
+    try:
+        skeleton = orjson.loads(b"".join(pieces))
+    except orjson.JSONDecodeError:
+        return None
+    places = _tensor_places(skeleton)
+    if places is None or len(places) != len(spans) or not isinstance(skeleton.get("signature_name", ""), str):
+        return None
+    for (start, end), (holder, key) in zip(spans, places):
+        array = _read_array(data, start, end)
+        if array is None:
+            return None
+        holder[key] = array
+    return skeleton
+
+
+def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> PredictRequest | None:
+    """The inputs of ``signature`` from a body :func:`parse_large_body` read, each array cast exactly as the
+    general path converts its numbers; ``None`` for anything else (the general path then explains it)."""
+    aliases = sorted(signature.inputs)
+    columnar = "inputs" in body
+    if columnar == ("instances" in body):
+        return None
+    tensors = body["inputs" if columnar else "instances"]
+    try:
+        if columnar and isinstance(tensors, dict):
+            if not set(aliases) <= tensors.keys():
+                return None
+            inputs = {alias: _input_array(tensors[alias], signature, alias) for alias in aliases}
+        elif isinstance(tensors, np.ndarray) and len(aliases) == 1:
+            inputs = {aliases[0]: _input_array(tensors, signature, aliases[0])}
+        else:
+            return None
+    except (InvalidArgument, Unimplemented):
+        return None
+    if any(array is None for array in inputs.values()):
+        return None
+    return PredictRequest(inputs, columnar)
+
+
+def _input_array(value: Any, signature: SignatureInfo, alias: str) -> np.ndarray | None:
+    """``value`` (an array read here, or a short value of the skeleton) as input ``alias``'s dtype."""
+    codec = input_codec(signature, alias)
+    if not isinstance(value, np.ndarray):
+        return to_array(value, codec)
+    kind = value.dtype.kind
+    if codec.kind == "float" and kind in "fi":
+        with np.errstate(over="ignore"):  # NOTE: beyond float32's range: +-inf, as in TF Serving
+            return value.astype(np.float64, copy=False).astype(codec.dtype, copy=False)
+    if codec.kind == "int" and kind == "i":
+        limits = np.iinfo(codec.dtype)
+        return value.astype(codec.dtype) if limits.min <= value.min() and value.max() <= limits.max else None
+    if codec.kind == "bool" and kind == "b":
+        return value
+    return None
+
+
+def _array_spans(data: bytes) -> list[tuple[int, int]] | None:
+    """Where the long arrays are: ``[start, end)`` of each, from its ``[`` to its ``]``, each the value of a key.
+
+    NOTE: numbers hold no quotes, so the text between two strings is either short or a key's value; a
+    span that is not one whole array makes the skeleton or a block invalid JSON, and the body is declined.
+    """
+    quotes = _string_quotes(data)
+    if quotes is None:
+        return None
+    spans = []
+    for start, end in zip([0, *(close + 1 for close in quotes[1::2])], [*quotes[::2], len(data)]):
+        first = data.find(b"[", start, end) if end - start >= ARRAY_BYTES else -1
+        if first == -1:
+            continue
+        last = data.rfind(b"]", start, end)
+        if last < first or data[start:first].strip() != b":":
+            return None
+        spans.append((first, last + 1))
+    return spans
+
+
+def _string_quotes(data: bytes) -> list[int] | None:
+    """The positions of the quotes that open and close each string (open, close, open, ...)."""
+    if data.count(b'"') > _MAX_QUOTES:
+        return None
+    quotes, position = [], data.find(b'"')
+    while position != -1:
+        if len(quotes) % 2 == 0 or not _escaped(data, position):
+            quotes.append(position)
+        position = data.find(b'"', position + 1)
+    return quotes if len(quotes) % 2 == 0 else None
+
+
+def _escaped(data: bytes, quote: int) -> bool:
+    """Whether the quote at ``quote`` follows an odd number of backslashes (``\\"`` inside a string)."""
+    before = quote
+    while before and data[before - 1] == ord("\\"):
+        before -= 1
+    return (quote - before) % 2 == 1
+
+
+def _tensor_places(skeleton: Any) -> list[tuple[dict[str, Any], str]] | None:
+    """``(object, key)`` of each placeholder, in the order of the spans; ``None`` if one is anywhere else
+    than the value of ``instances``, of ``inputs`` or of a key of ``inputs``."""
+    if not isinstance(skeleton, dict):
+        return None
+    places = [(skeleton, key) for key in ("instances", "inputs") if _is_placeholder(skeleton.get(key))]
+    named = skeleton.get("inputs")
+    if isinstance(named, dict):
+        places += [(named, key) for key, value in named.items() if _is_placeholder(value)]
+    places.sort(key=lambda place: int(place[0][place[1]].rpartition(" ")[2]))
+    return places
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_PLACEHOLDER[:-2])
+
+
+def _read_array(data: bytes, start: int, end: int) -> np.ndarray | None:
+    """The array ``data[start:end]`` holds, read block by block into one buffer; ``None`` unless it is a
+    non-empty dense tensor of numbers (or of bools) of one kind.
+
+    NOTE: a dense tensor of n values has exactly n - 1 commas, so its rows are counted before it is read.
+    """
+    array, filled = None, 0
+    for block_start, block_end in _blocks(data, start + 1, end - 1):
+        block = _read_block(data[block_start:block_end])
+        if block is None:
+            return None
+        if array is None:
+            rows, rest = divmod(data.count(b",", start, end) + 1, block[0].size)
+            if rest:
+                return None
+            array = np.empty((rows, *block.shape[1:]), block.dtype)
+        if block.shape[1:] != array.shape[1:] or filled + len(block) > len(array):
+            return None
+        if block.dtype != array.dtype:
+            if {block.dtype.kind, array.dtype.kind} != {"i", "f"}:
+                return None
+            array = array.astype(np.float64)  # NOTE: ints and floats mixed, as the general path reads them
+        array[filled : filled + len(block)] = block
+        filled += len(block)
+    return array if array is not None and filled == len(array) else None
+
+
+def _blocks(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` cut at commas between the array's elements into spans of about ``BLOCK_BYTES``.
+
+    NOTE: an element of rank r ends with r ``]``; a comma after r of them ends an element of a dense
+    tensor. A cut elsewhere (a ragged array) leaves a block that is not valid JSON, so it is declined.
+    """
+    rank = _OPENING.match(data, start).group().count(b"[")
+    separator = re.compile(rb"," if not rank else rb"\]" + rb"\s*\]" * (rank - 1) + rb"\s*,")
+    while True:
+        found = separator.search(data, min(start + BLOCK_BYTES, end), end)
+        if found is None:
+            yield start, end
+            return
+        yield start, found.end() - 1
+        start = found.end()
+
+
+def _read_block(text: bytes) -> np.ndarray | None:
+    """One block (elements of the array and the commas between them) as an array of its natural dtype."""
+    try:
+        values = orjson.loads(b"[" + text + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    shape = dense_shape(values)
+    leaves = dense_leaves(values, shape)
+    if not values or leaves is None:
+        return None
+    dtype = _NATURAL_DTYPES.get(frozenset(map(type, leaves)))
+    if dtype is None:
+        return None
+    try:
+        return np.array(leaves, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError):  # NOTE: an int beyond int64, or more dimensions than numpy has
+        return None
