@@ -1,0 +1,116 @@
+"""Large bodies read array by array: the same inputs as the general path, or the general path itself.
+
+Each body's arrays are long enough to be read in several blocks. For each body, either the large-body path
+declines it (``None``) or its inputs equal, dtype and bits, what the general path decodes; a body the
+general path refuses must always be declined, so its error comes out in TF Serving's words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from tfaas.errors import InvalidArgument
+from tfaas.servables import large_body
+from tfaas.servables.json_tensor import decode_predict_request
+from tfaas.servables.large_body import decode_large_body, parse_large_body
+from tfaas.servables.servable import SignatureInfo, TensorInfo
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch) -> None:
+    """Blocks and long arrays of a few KB, so that modest bodies take several blocks."""
+    monkeypatch.setattr(large_body, "ARRAY_BYTES", 2048)
+    monkeypatch.setattr(large_body, "BLOCK_BYTES", 1000)
+
+
+def signature(dtypes: dict[str, str]) -> SignatureInfo:
+    inputs = {alias: TensorInfo(alias, f"{alias}:0", dtype, None) for alias, dtype in dtypes.items()}
+    return SignatureInfo("serving_default", "tensorflow/serving/predict", inputs, {})
+
+
+RNG = np.random.default_rng(5)
+ROWS = (RNG.normal(size=(300, 7)) * 10.0 ** RNG.integers(-30, 30, size=(300, 7))).tolist()
+IMAGES = RNG.integers(0, 256, size=(6, 9, 8, 3)).tolist()
+VECTOR = RNG.normal(size=2000).tolist()
+MIXED = [[1, 2.5, -3, 4e40] for _ in range(400)]
+TAKEN = [
+    ("rows", {"instances": ROWS}, {"x": "DT_FLOAT"}),
+    ("rows as doubles", {"inputs": ROWS, "signature_name": "serving_default"}, {"x": "DT_DOUBLE"}),
+    ("rank 4 ints as floats", {"instances": IMAGES}, {"x": "DT_FLOAT"}),
+    ("rank 4 ints", {"inputs": IMAGES}, {"x": "DT_INT32"}),
+    ("rank 1", {"instances": VECTOR}, {"x": "DT_FLOAT"}),
+    ("ints and floats", {"instances": MIXED}, {"x": "DT_FLOAT"}),
+    (
+        "named inputs",
+        {"inputs": {"a": ROWS, "b": IMAGES, "c": [1, 2]}},
+        {"a": "DT_FLOAT", "b": "DT_UINT8", "c": "DT_INT64"},
+    ),
+    ("bools", {"instances": [[True, False]] * 600}, {"x": "DT_BOOL"}),
+]
+
+
+def pretty(body: dict) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+
+@pytest.mark.parametrize("dump", [orjson.dumps, pretty], ids=["compact", "indented"])
+@pytest.mark.parametrize(("body", "dtypes"), [t[1:] for t in TAKEN], ids=[t[0] for t in TAKEN])
+def test_taken_bodies_decode_as_the_general_path_does(body: dict, dtypes: dict[str, str], dump) -> None:
+    parsed = parse_large_body(dump(body))
+    assert parsed is not None
+    general = decode_predict_request(body, signature(dtypes))
+    fast = decode_large_body(parsed, signature(dtypes))
+    assert fast is not None and fast.columnar == general.columnar
+    assert fast.inputs.keys() == general.inputs.keys()
+    for alias, expected in general.inputs.items():
+        got = fast.inputs[alias]
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        assert got.tobytes() == expected.tobytes()
+
+
+LONG = ",".join(["1.5"] * 1000)
+DECLINED = [
+    ("ragged", '{"instances": [[1, 2], [3]' + ", [1, 2]" * 1000 + "]}"),
+    ("ragged with the right count", '{"instances": [[1, 2], [3, 4, 5], [6]' + ", [1, 2]" * 1000 + "]}"),
+    ("deeper in one row", '{"instances": [[1, [2]]' + ", [1, 2]" * 1000 + "]}"),
+    ("a null", '{"instances": [' + LONG + ", null]}"),
+    ("a string", '{"instances": [' + LONG + ', "2"]}'),
+    ("NaN token", '{"instances": [' + LONG + ", NaN]}"),
+    ("beyond float64", '{"instances": [' + LONG + ", 1e400]}"),
+    ("beyond int64", '{"instances": [' + LONG.replace(".5", "") + ", 99999999999999999999]}"),
+    ("a trailing comma", '{"instances": [' + LONG + ",]}"),
+    ("two commas", '{"instances": [' + LONG + ",,1]}"),
+    ("not closed", '{"instances": [' + LONG + "}"),
+    ("both keys", '{"instances": [' + LONG + '], "inputs": [1]}'),
+    ("in a row object", '{"instances": [{"x": [' + LONG + "]}]}"),
+    ("after a string in a list", '{"instances": ["a", [' + LONG + "]]}"),
+    ("not an object", "[" + LONG + "]"),
+    ("a placeholder look-alike", '{"instances": [' + LONG + '], "s": "\\u0000array 0"}'),
+    ("a number signature name", '{"instances": [' + LONG + '], "signature_name": 1}'),
+]
+
+
+@pytest.mark.parametrize("text", [t for _, t in DECLINED], ids=[i for i, _ in DECLINED])
+def test_other_bodies_are_left_to_the_general_path(text: str) -> None:
+    parsed = parse_large_body(text.encode())
+    assert parsed is None or decode_large_body(parsed, signature({"x": "DT_FLOAT"})) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "dtypes"),
+    [
+        ({"instances": IMAGES}, {"x": "DT_INT8"}),  # out of int8's range
+        ({"instances": ROWS}, {"x": "DT_INT64"}),  # floats in an int tensor
+        ({"instances": ROWS}, {"x": "DT_STRING"}),
+        ({"instances": ROWS}, {"a": "DT_FLOAT", "b": "DT_FLOAT"}),
+        ({"inputs": {"a": ROWS}}, {"a": "DT_FLOAT", "b": "DT_FLOAT"}),
+    ],
+    ids=["out of range", "floats for ints", "numbers for strings", "plain rows, two inputs", "a missing input"],
+)
+def test_inputs_the_general_path_refuses_are_left_to_it(body: dict, dtypes: dict[str, str]) -> None:
+    parsed = parse_large_body(orjson.dumps(body))
+    assert parsed is not None and decode_large_body(parsed, signature(dtypes)) is None
+    with pytest.raises(InvalidArgument):
+        decode_predict_request(body, signature(dtypes))
