@@ -96,20 +96,30 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -
 
     Row format needs every output to have rank >= 1 and the same dim 0; otherwise ``InvalidArgument``.
     """
+    return b"".join(encode_predict_parts(outputs, columnar))
+
+
+def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> list[bytes]:
+    """:func:`encode_predict_response`'s bytes in pieces, to be sent one after the other: one piece up to
+    ``JOINED_BYTES``; a larger answer is never copied whole (a large tensor's text comes in blocks)."""
     aliases = sorted(outputs)
     key = b'{"outputs":' if columnar else b'{"predictions":'
     if not columnar:
         _check_batch_sizes(outputs, aliases)
-    # NOTE: the answer is joined once from its pieces: a large tensor's text comes in blocks.
     if len(aliases) == 1:
-        return b"".join([key, *_tensor_parts(aliases[0], outputs[aliases[0]]), b"}"])
-    if columnar:
+        parts = [key, *_tensor_parts(aliases[0], outputs[aliases[0]]), b"}"]
+    elif columnar:
         parts = [key, b"{"]
         for alias in aliases:
             parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
         parts[-1] = b"}}"
-        return b"".join(parts)
-    return b"".join([key, _rows_json(outputs, aliases), b"}"])
+    else:
+        parts = [key, _rows_json(outputs, aliases), b"}"]
+    return parts if sum(map(len, parts)) > JOINED_BYTES else [b"".join(parts)]
+
+
+JOINED_BYTES = 1 << 20
+"""Answers up to this size are one piece (one message to send)."""
 
 
 # --- large numeric bodies ------------------------------------------------------------------------
@@ -512,15 +522,21 @@ the Python floats and strings alive at a time stay a few MB (one per value would
 
 
 def _float_parts(array: np.ndarray) -> list[bytes]:
-    """:func:`floats_json`'s text in pieces: one, or ``[`` and blocks of rows along axis 0 and ``]``."""
+    """:func:`floats_json`'s text in pieces: one, or ``[``, blocks of rows along axis 0 (a row too large
+    for a block in pieces of its own), and ``]``."""
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
     if array.size <= ENCODE_BLOCK:
         return [_floats_text(array)]
-    step = max(1, ENCODE_BLOCK // (array.size // len(array)))
+    row_size = array.size // len(array)
     parts = []
-    for start in range(0, len(array), step):
-        parts += [b",", _floats_text(array[start : start + step])[1:-1]]
+    if row_size > ENCODE_BLOCK:
+        for row in array:
+            parts += [b",", *_float_parts(row)]
+    else:
+        step = ENCODE_BLOCK // row_size
+        for start in range(0, len(array), step):
+            parts += [b",", _floats_text(array[start : start + step])[1:-1]]
     parts[0] = b"["
     parts.append(b"]")
     return parts

@@ -28,8 +28,8 @@ LARGE_BODY_BYTES = 1 << 20
 """Bodies from this size are tried here first (below it, Python objects cost at most a few MB)."""
 ARRAY_BYTES = 64 << 10
 """Arrays with at least this much text are parsed in blocks; shorter ones stay in the skeleton."""
-BLOCK_BYTES = 1 << 20
-"""Text parsed at once: bounds the Python objects alive (~2 MB for 1 MB of 20-character numbers)."""
+BLOCK_BYTES = 256 << 10
+"""Text parsed at once: bounds the Python objects alive (a few MB: small ints in images cost ~10 times their text)."""
 _MAX_QUOTES = 1024  # NOTE: a body of numeric tensors has a few keys; more strings are not for this path.
 _PLACEHOLDER = "\0array {}"  # NOTE: a body holding "\u0000" is declined, so no string of it can be mistaken.
 _NATURAL_DTYPES = {
@@ -100,10 +100,12 @@ def _input_array(value: Any, signature: SignatureInfo, alias: str) -> np.ndarray
     if not isinstance(value, np.ndarray):
         return to_array(value, codec)
     kind = value.dtype.kind
-    if codec.kind == "float" and kind in "fi":
+    if codec.kind == "float" and kind in "fiu":
+        if value.dtype.itemsize == 8:  # NOTE: int64 as the general path reads a Python int: via float64
+            value = value.astype(np.float64, copy=False)
         with np.errstate(over="ignore"):  # NOTE: beyond float32's range: +-inf, as in TF Serving
-            return value.astype(np.float64, copy=False).astype(codec.dtype, copy=False)
-    if codec.kind == "int" and kind == "i":
+            return value.astype(codec.dtype, copy=False)
+    if codec.kind == "int" and kind in "iu":
         limits = np.iinfo(codec.dtype)
         return value.astype(codec.dtype) if limits.min <= value.min() and value.max() <= limits.max else None
     if codec.kind == "bool" and kind == "b":
@@ -170,34 +172,39 @@ def _is_placeholder(value: Any) -> bool:
 
 
 def _read_array(data: bytes, start: int, end: int) -> np.ndarray | None:
-    """The array ``data[start:end]`` holds, read block by block into one buffer; ``None`` unless it is a
-    non-empty dense tensor of numbers (or of bools) of one kind.
+    """The array ``data[start:end]`` (``[`` to ``]``) holds, read block by block into one buffer; ``None``
+    unless it is a non-empty dense tensor of numbers (or of bools).
 
     NOTE: a dense tensor of n values has exactly n - 1 commas, so its rows are counted before it is read.
     """
     array, filled = None, 0
-    for block_start, block_end in _blocks(data, start + 1, end - 1):
-        block = _read_block(data[block_start:block_end])
+    for block_start, block_end, alone in _blocks(data, start + 1, end - 1):
+        if alone and block_end - block_start > BLOCK_BYTES:
+            block = _read_element(data, block_start, block_end)
+        else:
+            block = _read_block(data[block_start:block_end])
         if block is None:
             return None
         if array is None:
             rows, rest = divmod(data.count(b",", start, end) + 1, block[0].size)
-            if rest:
+            if rest or len(block) > rows:
                 return None
+            if len(block) == rows:
+                return block
             array = np.empty((rows, *block.shape[1:]), block.dtype)
-        if block.shape[1:] != array.shape[1:] or filled + len(block) > len(array):
+        dtype = _common_dtype(array.dtype, block.dtype)
+        if dtype is None or block.shape[1:] != array.shape[1:] or filled + len(block) > len(array):
             return None
-        if block.dtype != array.dtype:
-            if {block.dtype.kind, array.dtype.kind} != {"i", "f"}:
-                return None
-            array = array.astype(np.float64)  # NOTE: ints and floats mixed, as the general path reads them
+        if dtype != array.dtype:
+            array = array.astype(dtype)
         array[filled : filled + len(block)] = block
         filled += len(block)
     return array if array is not None and filled == len(array) else None
 
 
-def _blocks(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """``[start, end)`` cut at commas between the array's elements into spans of about ``BLOCK_BYTES``.
+def _blocks(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
+    """``[start, end)`` cut at commas between the array's elements into spans of about ``BLOCK_BYTES``,
+    each with whether it holds one element alone (one longer than a block is read as an array of its own).
 
     NOTE: an element of rank r ends with r ``]``; a comma after r of them ends an element of a dense
     tensor. A cut elsewhere (a ragged array) leaves a block that is not valid JSON, so it is declined.
@@ -205,16 +212,28 @@ def _blocks(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
     rank = _OPENING.match(data, start).group().count(b"[")
     separator = re.compile(rb"," if not rank else rb"\]" + rb"\s*\]" * (rank - 1) + rb"\s*,")
     while True:
-        found = separator.search(data, min(start + BLOCK_BYTES, end), end)
+        first = separator.search(data, start, end)
+        alone = first is None or first.start() >= start + BLOCK_BYTES
+        found = first if alone else separator.search(data, start + BLOCK_BYTES, end)
         if found is None:
-            yield start, end
+            yield start, end, alone
             return
-        yield start, found.end() - 1
+        yield start, found.end() - 1, alone
         start = found.end()
 
 
+def _read_element(data: bytes, start: int, end: int) -> np.ndarray | None:
+    """One element of an array, ``data[start:end]`` with the spaces around it, as a batch of one."""
+    first, last = data.find(b"[", start, end), data.rfind(b"]", start, end)
+    if first == -1 or data[start:first].strip() or data[last + 1 : end].strip():
+        return None
+    element = _read_array(data, first, last + 1)
+    return None if element is None else element[np.newaxis]
+
+
 def _read_block(text: bytes) -> np.ndarray | None:
-    """One block (elements of the array and the commas between them) as an array of its natural dtype."""
+    """One block (elements of the array and the commas between them) as an array: bools, floats in
+    float64 (float32 where that holds them exactly), ints in the smallest dtype that holds them."""
     try:
         values = orjson.loads(b"[" + text + b"]")
     except orjson.JSONDecodeError:
@@ -227,6 +246,20 @@ def _read_block(text: bytes) -> np.ndarray | None:
     if dtype is None:
         return None
     try:
-        return np.array(leaves, dtype=dtype).reshape(shape)
+        block = np.array(leaves, dtype=dtype).reshape(shape)
     except (OverflowError, ValueError):  # NOTE: an int beyond int64, or more dimensions than numpy has
         return None
+    if dtype.kind == "i":
+        return block.astype(np.result_type(np.min_scalar_type(block.min()), np.min_scalar_type(block.max())))
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            single = block.astype(np.float32)
+        return single if np.array_equal(single, block) else block  # NOTE: short numbers (0.5) lose nothing
+    return block
+
+
+def _common_dtype(array: np.dtype, block: np.dtype) -> np.dtype | None:
+    """The dtype that holds both blocks' values as the general path reads them; ``None`` for bools with numbers."""
+    if (array.kind == "b") != (block.kind == "b"):
+        return None
+    return np.result_type(array, block)

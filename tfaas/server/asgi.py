@@ -82,28 +82,32 @@ class AsgiFront:
         except ClientDisconnected:
             return
         except TfaasError as exc:
-            status, body = exc.http_status, error_body(exc.message)
+            status, parts = exc.http_status, [error_body(exc.message)]
             metrics.record(self._core, self._core.metrics, labels, status)
         else:
             if len(data) <= LOOP_BODY_BYTES:
-                status, body = await self._answer_on_loop(match, data, labels)
+                status, parts = await self._answer_on_loop(match, data, labels)
             else:
                 loop = asyncio.get_running_loop()
-                status, body = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
+                status, parts = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
         # NOTE: with no content-length uvicorn would send the body chunked, which clients that frame
         # responses by Content-Length (as TF Serving sends them) cannot read.
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = [*_JSON_HEADERS, (b"content-length", str(sum(map(len, parts))).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        for part in parts[:-1]:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": parts[-1]})
 
-    def _answer(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+    def _answer(self, match: Any, data: bytearray, labels: metrics.RequestLabels) -> tuple[int, list[bytes]]:
         """Status and body of a predict call, all on a pool thread, recorded in the metrics."""
         request_timing.begin()
         with _answered(self._core, labels) as answer:
             answer.body = rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
         return answer.status, answer.body
 
-    async def _answer_on_loop(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+    async def _answer_on_loop(
+        self, match: Any, data: bytearray, labels: metrics.RequestLabels
+    ) -> tuple[int, list[bytes]]:
         """Status and body of a small predict call: parse and encode on the loop, the model call awaited."""
         request_timing.begin()
         with _answered(self._core, labels) as answer:
@@ -146,7 +150,7 @@ def _settle(done: asyncio.Future[None]) -> None:
 
 class _Answer:
     status: int = 200
-    body: bytes = b""
+    body: list[bytes]  # NOTE: in pieces, as ``rest_api.encode_predict`` writes it
 
 
 @contextmanager
@@ -157,10 +161,10 @@ def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answ
     try:
         yield answer
     except TfaasError as exc:
-        answer.status, answer.body = exc.http_status, error_body(exc.message)
+        answer.status, answer.body = exc.http_status, [error_body(exc.message)]
     except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
         log.exception("Unhandled error while serving a request")
-        answer.status, answer.body = 500, error_body(server_fault_message(exc))
+        answer.status, answer.body = 500, [error_body(server_fault_message(exc))]
     metrics.record(core, core.metrics, labels, answer.status)
 
 

@@ -30,7 +30,7 @@ from tfaas.servables.json_tensor import (
     PredictRequest,
     decode_numeric_body,
     decode_predict_request,
-    encode_predict_response,
+    encode_predict_parts,
     parse_numeric_body,
 )
 from tfaas.servables.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
@@ -191,17 +191,27 @@ def _signature_name(body: dict[str, Any]) -> str:
 
 def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
-    return json_response(predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels()))
+    parts = predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels())
+    return json_response(b"".join(parts))
 
 
 def predict_body(
     core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
-) -> bytes:
-    """The predict answer to the request body ``data``, on the calling thread; ``labels`` get the
-    version that answered. The ASGI front runs the same steps with the model call awaited.
+) -> list[bytes]:
+    """The predict answer to the request body ``data`` (in pieces, see ``encode_predict``), on the calling
+    thread; ``labels`` get the version that answered. The ASGI front runs the same steps with the model
+    call awaited."""
+    outputs, columnar = _predict_outputs(core, spec, data, labels)
+    return encode_predict(outputs, columnar)
+
+
+def _predict_outputs(
+    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
+) -> tuple[Mapping[str, Any], bool]:
+    """Steps 1 to 3: the model's outputs, and whether the request was columnar.
 
     Once the inputs are decoded, the body and what was parsed of it are let go (a ``bytearray`` is
-    emptied), so that the model call and the answer do not add to their memory.
+    emptied), and the inputs go with this frame: the model call and the answer do not add to them.
     """
     call = parse_predict(data)
     signature_name = call.signature_name
@@ -211,8 +221,7 @@ def predict_body(
         if isinstance(data, bytearray):
             data.clear()
         with request_timing.timed("run"):
-            outputs = handle.servable.run(signature_name, request.inputs)
-    return encode_predict(outputs, request.columnar)
+            return handle.servable.run(signature_name, request.inputs), request.columnar
 
 
 @dataclass(frozen=True)
@@ -262,10 +271,10 @@ def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.Re
         return decode_predict_request(call.body if call.body is not None else parse_json_body(call.data), signature)
 
 
-def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> bytes:
-    """Step 4, after the model call: the response body (timed as ``encode``)."""
+def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> list[bytes]:
+    """Step 4, after the model call: the response body in pieces, one unless it is large (timed as ``encode``)."""
     with request_timing.timed("encode"):
-        return encode_predict_response(outputs, columnar)
+        return encode_predict_parts(outputs, columnar)
 
 
 def classify(spec: ModelSpec) -> Response:
