@@ -48,6 +48,11 @@ TAKEN = [
         {"a": "DT_FLOAT", "b": "DT_UINT8", "c": "DT_INT64"},
     ),
     ("bools", {"instances": [[True, False]] * 600}, {"x": "DT_BOOL"}),
+    ("one element longer than a block", {"instances": [IMAGES[0] * 10]}, {"x": "DT_FLOAT"}),
+    ("ints that grow", {"instances": [[i**3 - 5, -i] for i in range(3000)]}, {"x": "DT_INT64"}),
+    ("exact floats, then not", {"instances": [0.5] * 1000 + VECTOR}, {"x": "DT_DOUBLE"}),
+    ("ints, then floats", {"instances": [[7]] * 1000 + [[0.1]] * 500}, {"x": "DT_DOUBLE"}),
+    ("floats, then ints", {"instances": [[0.1]] * 1000 + [[2**60 + 1]] * 500}, {"x": "DT_FLOAT"}),
 ]
 
 

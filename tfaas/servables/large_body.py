@@ -39,6 +39,8 @@ _NATURAL_DTYPES = {
     frozenset({int, float}): np.dtype(np.float64),
 }
 """The dtype an array is read in, from its leaves' Python types; it is cast to the input's dtype later."""
+_INTS = [np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)]
+"""Where ints are kept, smallest first; none unsigned but uint8, so that any two promote to a signed int."""
 _OPENING = re.compile(rb"[\s\[]*")
 
 
@@ -250,7 +252,8 @@ def _read_block(text: bytes) -> np.ndarray | None:
     except (OverflowError, ValueError):  # NOTE: an int beyond int64, or more dimensions than numpy has
         return None
     if dtype.kind == "i":
-        return block.astype(np.result_type(np.min_scalar_type(block.min()), np.min_scalar_type(block.max())))
+        low, high = block.min(), block.max()
+        return block.astype(next(t for t in _INTS if np.iinfo(t).min <= low and high <= np.iinfo(t).max))
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
             single = block.astype(np.float32)
