@@ -94,6 +94,7 @@ DECLINED = [
     ("not an object", "[" + LONG + "]"),
     ("a placeholder look-alike", '{"instances": [' + LONG + '], "s": "\\u0000array 0"}'),
     ("a number signature name", '{"instances": [' + LONG + '], "signature_name": 1}'),
+    ("a long run of backslashes", '{"instances": [' + LONG + '], "s": "' + "\\\\" * 100 + '"}'),
 ]
 
 
@@ -101,6 +102,14 @@ DECLINED = [
 def test_other_bodies_are_left_to_the_general_path(text: str) -> None:
     parsed = parse_large_body(text.encode())
     assert parsed is None or decode_large_body(parsed, signature({"x": "DT_FLOAT"})) is None
+
+
+@pytest.mark.parametrize("name", ['a"b', "a\\", 'a\\"[1,2]', "\\" * 30])
+def test_strings_with_escaped_quotes_are_read_whole(name: str) -> None:
+    body = {"signature_name": name, "instances": VECTOR, "inputs_too": {"k": [name]}}
+    parsed = parse_large_body(orjson.dumps(body))
+    assert parsed is not None
+    assert parsed["signature_name"] == name and parsed["inputs_too"] == {"k": [name]}
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 Follows TF Serving's ``util/json_tensor.cc`` (TFSERVING.md 4.5, 4.6), messages included. Valid
 requests take a fast path (C-level type and size checks over each nesting level, one numpy
 conversion); only a request that fails it is walked element by element, to name the first error the
-way TF Serving does. Large bodies of one numeric tensor are read by simdjson straight into an array.
-numpy, orjson and simdjson only: no TensorFlow here.
+way TF Serving does. Bodies of one numeric tensor from 16 KiB are read by simdjson straight into an
+array (bodies from 1 MiB by ``large_body``, in blocks). numpy, orjson and simdjson only: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class PredictRequest:
 
 
 @dataclass(frozen=True)
-class Codec:
+class _Codec:
     """How JSON values become one TF dtype: ``kind`` is float, int, bool or string."""
 
     name: str  # TF's DataTypeString, used in messages ("float")
@@ -54,12 +54,12 @@ class Codec:
     leaf_types: frozenset[type]
 
 
-def _new_codec(name: str, kind: str, dtype: type, leaf_types: frozenset[type]) -> Codec:
-    return Codec(name, kind, np.dtype(dtype), leaf_types)
+def _new_codec(name: str, kind: str, dtype: type, leaf_types: frozenset[type]) -> _Codec:
+    return _Codec(name, kind, np.dtype(dtype), leaf_types)
 
 
 _NUMBERS = frozenset({int, float})
-_CODECS: dict[str, Codec] = {
+_CODECS: dict[str, _Codec] = {
     "DT_FLOAT": _new_codec("float", "float", np.float32, _NUMBERS),
     "DT_DOUBLE": _new_codec("double", "float", np.float64, _NUMBERS),
     "DT_INT8": _new_codec("int8", "int", np.int8, frozenset({int})),
@@ -247,7 +247,7 @@ def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
         )
 
 
-def _batch(rows: list[Any], codec: Codec, alias: str | None) -> np.ndarray:
+def _batch(rows: list[Any], codec: _Codec, alias: str | None) -> np.ndarray:
     """Stack the rows of one input (``alias``; None for plain rows) into one array.
 
     NOTE: the rows are one nested list of shape ``[len(rows)] + row shape``, converted in one go; only
@@ -260,7 +260,7 @@ def _batch(rows: list[Any], codec: Codec, alias: str | None) -> np.ndarray:
         raise
 
 
-def _explain_rows(rows: list[Any], codec: Codec, alias: str | None) -> None:
+def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
     """Raise TF Serving's message for the first bad row: its own error, or a size or shape unlike row 0's."""
     if alias is None:
         for index, row in enumerate(rows):
@@ -298,7 +298,7 @@ def _decode_inputs(inputs: Any, signature: SignatureInfo) -> dict[str, np.ndarra
     return {alias: to_array(inputs[alias], input_codec(signature, alias)) for alias in aliases}
 
 
-def input_codec(signature: SignatureInfo, alias: str) -> Codec:
+def input_codec(signature: SignatureInfo, alias: str) -> _Codec:
     """How JSON values become input ``alias`` of ``signature``; ``Unimplemented`` for a dtype JSON cannot express."""
     dtype = signature.inputs[alias].dtype
     codec = _CODECS.get(dtype)
@@ -329,7 +329,7 @@ def dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def to_array(value: Any, codec: Codec) -> np.ndarray:
+def to_array(value: Any, codec: _Codec) -> np.ndarray:
     """Convert one JSON value (a scalar or nested lists) to an array of ``codec``'s dtype."""
     shape = dense_shape(value)
     if len(shape) > _MAX_RANK:  # NOTE: numpy cannot hold it; TF Serving's model would refuse it anyway.
@@ -360,7 +360,7 @@ def dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
     return items
 
 
-def _explain(value: Any, shape: Sequence[int], codec: Codec) -> NoReturn:
+def _explain(value: Any, shape: Sequence[int], codec: _Codec) -> NoReturn:
     """Walk ``value`` depth first and raise TF Serving's message for its first offending element."""
     rank = len(shape)
     stack = [(value, 0)]
@@ -384,7 +384,7 @@ def _explain(value: Any, shape: Sequence[int], codec: Codec) -> NoReturn:
     raise InvalidArgument(f"JSON Value: {json_text(value)} is not a tensor of type: {codec.name}")
 
 
-def _check_leaf(value: Any, codec: Codec) -> None:
+def _check_leaf(value: Any, codec: _Codec) -> None:
     """Raise ``InvalidArgument`` unless ``value`` converts to ``codec``'s dtype exactly."""
     if codec.kind == "string":
         _string_leaf(value, codec)
@@ -394,7 +394,7 @@ def _check_leaf(value: Any, codec: Codec) -> None:
         )
 
 
-def _in_range(value: int | float, codec: Codec) -> bool:
+def _in_range(value: int | float, codec: _Codec) -> bool:
     if codec.kind == "int":
         limits = np.iinfo(codec.dtype)
         return limits.min <= value <= limits.max
@@ -403,7 +403,7 @@ def _in_range(value: int | float, codec: Codec) -> bool:
     return True
 
 
-def _string_leaf(value: Any, codec: Codec) -> bytes:
+def _string_leaf(value: Any, codec: _Codec) -> bytes:
     """A DT_STRING element: a str (UTF-8 encoded) or a ``{"b64": ...}`` object (decoded)."""
     if isinstance(value, str):
         return value.encode("utf-8")

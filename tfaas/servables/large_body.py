@@ -31,6 +31,7 @@ ARRAY_BYTES = 64 << 10
 BLOCK_BYTES = 256 << 10
 """Text parsed at once: bounds the Python objects alive (a few MB: small ints in images cost ~10 times their text)."""
 _MAX_QUOTES = 1024  # NOTE: a body of numeric tensors has a few keys; more strings are not for this path.
+_MAX_BACKSLASHES = 64  # NOTE: read before a quote to tell whether it is escaped; a longer run is declined.
 _PLACEHOLDER = "\0array {}"  # NOTE: a body holding "\u0000" is declined, so no string of it can be mistaken.
 _NATURAL_DTYPES = {
     frozenset({bool}): np.dtype(np.bool_),
@@ -137,23 +138,29 @@ def _array_spans(data: bytes) -> list[tuple[int, int]] | None:
 
 
 def _string_quotes(data: bytes) -> list[int] | None:
-    """The positions of the quotes that open and close each string (open, close, open, ...)."""
+    """The positions of the quotes that open and close each string (open, close, open, ...); ``None`` for
+    a body with too many strings for this path, or with a long run of backslashes before a quote."""
     if data.count(b'"') > _MAX_QUOTES:
         return None
     quotes, position = [], data.find(b'"')
     while position != -1:
-        if len(quotes) % 2 == 0 or not _escaped(data, position):
+        if len(quotes) % 2 == 0:
             quotes.append(position)
+        else:
+            backslashes = _backslashes_before(data, position)
+            if backslashes is None:
+                return None
+            if backslashes % 2 == 0:  # NOTE: an odd number escapes the quote: the string goes on
+                quotes.append(position)
         position = data.find(b'"', position + 1)
     return quotes if len(quotes) % 2 == 0 else None
 
 
-def _escaped(data: bytes, quote: int) -> bool:
-    """Whether the quote at ``quote`` follows an odd number of backslashes (``\\"`` inside a string)."""
-    before = quote
-    while before and data[before - 1] == ord("\\"):
-        before -= 1
-    return (quote - before) % 2 == 1
+def _backslashes_before(data: bytes, position: int) -> int | None:
+    """How many backslashes come right before ``position``; ``None`` for more than ``_MAX_BACKSLASHES``."""
+    window = data[max(0, position - _MAX_BACKSLASHES - 1) : position]
+    run = len(window) - len(window.rstrip(b"\\"))
+    return None if run > _MAX_BACKSLASHES else run
 
 
 def _tensor_places(skeleton: Any) -> list[tuple[dict[str, Any], str]] | None:
