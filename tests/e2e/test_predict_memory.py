@@ -17,6 +17,9 @@ import pytest
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tests.e2e.server import ServerProcess
+from tfaas.errors import InvalidArgument
+from tfaas.servables.json_tensor import decode_predict_request
+from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +27,7 @@ BODY_BYTES = 20_000_000
 MEMORY_FACTOR = 4
 FEATURES = 42
 BODY_LIMIT = 30_000_000
+X = TensorInfo("x", "x:0", "DT_FLOAT", None)
 
 
 def _write_double(path: Path) -> None:
@@ -109,6 +113,20 @@ def test_a_20_mb_body_costs_at_most_4_times_its_size(start_server, model: Path, 
     np.testing.assert_array_equal(answer, 2 * values)
     print(f"{key}: body {len(body)} B, peak RSS growth {growth} B = {growth / len(body):.2f}x, {seconds:.2f} s")
     assert growth <= MEMORY_FACTOR * len(body)
+
+
+def test_a_large_body_the_fast_path_declines_gets_the_general_paths_answer(server: ServerProcess):
+    """Past LARGE_BODY_BYTES, a body that is not a dense tensor of numbers is answered as a small one is."""
+    rows = [[0.5] * FEATURES] * 30_000
+    ragged = orjson.dumps({"instances": [*rows, [1.0]]})
+    with pytest.raises(InvalidArgument) as expected:
+        decode_predict_request(orjson.loads(ragged), SignatureInfo("s", "m", {"x": X}, {}))
+    response = server.post("/v1/models/double:predict", data=ragged)
+    assert (response.status_code, response.json()) == (400, {"error": expected.value.message})
+    non_finite = orjson.dumps({"instances": rows}).replace(b"0.5]]", b"NaN]]")
+    response = server.post("/v1/models/double:predict", data=non_finite)
+    assert response.status_code == 200, response.text[:500]
+    assert response.content.endswith(b"NaN]]}") and len(response.json()["predictions"]) == len(rows)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
