@@ -114,7 +114,7 @@ def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> l
             parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
         parts[-1] = b"}}"
     else:
-        parts = [key, _rows_json(outputs, aliases), b"}"]
+        parts = [key, *_rows_parts(outputs, aliases), b"}"]
     return parts if sum(map(len, parts)) > JOINED_BYTES else [b"".join(parts)]
 
 
@@ -456,6 +456,22 @@ def _check_batch_sizes(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]
             batch = shape[0]
         elif shape[0] != batch:
             raise InvalidArgument(f"Tensor name: {alias} has inconsistent batch size: {shape[0]} expecting: {batch}")
+
+
+def _rows_parts(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> list[bytes]:
+    """:func:`_rows_json`'s text in pieces: one, or ``[``, blocks of rows of about ``ENCODE_BLOCK`` values, ``]``."""
+    arrays = {alias: np.asarray(outputs[alias]) for alias in aliases}
+    rows = len(arrays[aliases[0]])
+    step = max(1, ENCODE_BLOCK * rows // max(1, sum(array.size for array in arrays.values())))
+    if rows <= step:
+        return [_rows_json(arrays, aliases)]
+    parts = []
+    for start in range(0, rows, step):
+        block = {alias: array[start : start + step] for alias, array in arrays.items()}
+        parts += [b",", _rows_json(block, aliases)[1:-1]]
+    parts[0] = b"["
+    parts.append(b"]")
+    return parts
 
 
 def _rows_json(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> bytes:
