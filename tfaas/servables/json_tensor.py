@@ -107,7 +107,10 @@ def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> l
     if not columnar:
         _check_batch_sizes(outputs, aliases)
     if len(aliases) == 1:
-        parts = [key, *_tensor_parts(aliases[0], outputs[aliases[0]]), b"}"]
+        parts = _tensor_parts(aliases[0], outputs[aliases[0]])
+        if len(parts) == 1:  # NOTE: the common case (a tensor of up to ENCODE_BLOCK values), kept short
+            return [key + parts[0] + b"}"]
+        parts = [key, *parts, b"}"]
     elif columnar:
         parts = [key, b"{"]
         for alias in aliases:

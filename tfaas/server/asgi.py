@@ -98,7 +98,7 @@ class AsgiFront:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": parts[-1]})
 
-    def _answer(self, match: Any, data: bytearray, labels: metrics.RequestLabels) -> tuple[int, list[bytes]]:
+    def _answer(self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels) -> tuple[int, list[bytes]]:
         """Status and body of a predict call, all on a pool thread, recorded in the metrics."""
         request_timing.begin()
         with _answered(self._core, labels) as answer:
@@ -106,7 +106,7 @@ class AsgiFront:
         return answer.status, answer.body
 
     async def _answer_on_loop(
-        self, match: Any, data: bytearray, labels: metrics.RequestLabels
+        self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels
     ) -> tuple[int, list[bytes]]:
         """Status and body of a small predict call: parse and encode on the loop, the model call awaited."""
         request_timing.begin()
@@ -168,27 +168,30 @@ def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answ
     metrics.record(core, core.metrics, labels, answer.status)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytearray:
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytearray:
     """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers.
 
-    NOTE: one buffer, sized by Content-Length where the client sends one: joining the received chunks
-    would hold the body twice.
+    NOTE: a body that comes in one message is taken as it is; a longer one goes into one buffer, sized by
+    Content-Length where the client sends one (joining the received chunks would hold the body twice).
     """
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(_TOO_LARGE)
-    body = bytearray(declared or 0)
-    size = 0
+    body, size = None, 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected()
-        chunk = message.get("body", b"")
+        chunk, more = message.get("body", b""), message.get("more_body", False)
         if size + len(chunk) > limit:
             raise PayloadTooLarge(_TOO_LARGE)
+        if body is None:
+            if not more:
+                return chunk
+            body = bytearray(declared or 0)
         body[size : size + len(chunk)] = chunk
         size += len(chunk)
-        if not message.get("more_body"):
+        if not more:
             del body[size:]
             return body
 
