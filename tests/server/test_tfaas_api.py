@@ -59,12 +59,3 @@ def test_writes_without_a_repository_are_refused(tmp_path):
     client = client_for(tmp_path, model_repository="")
     response = form_upload(client)
     assert response.status_code == 403 and "model_repository" in response.json["error"]
-
-
-def test_an_upload_may_be_larger_than_other_bodies(tmp_path):
-    """max_upload_bytes bounds an upload's body; max_request_body_bytes every other body."""
-    client = client_for(tmp_path, max_request_body_bytes=100)
-    assert form_upload(client).json == {"name": "m", "version": 1}
-    for path in ("/json", "/v1/models/m:regress", "/v1/models/m:predict"):
-        response = client.post(path, data=b" " * 101, content_type="application/json")
-        assert response.status_code == 413 and response.json["error"], path
