@@ -7,6 +7,8 @@ general path refuses must always be declined, so its error comes out in TF Servi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import orjson
 import pytest
@@ -82,7 +84,9 @@ DECLINED = [
     ("deeper in one row", '{"instances": [[1, [2]]' + ", [1, 2]" * 1000 + "]}"),
     ("a null", '{"instances": [' + LONG + ", null]}"),
     ("a string", '{"instances": [' + LONG + ', "2"]}'),
-    ("NaN token", '{"instances": [' + LONG + ", NaN]}"),
+    ("a minus before NaN", '{"instances": [' + LONG + ", -NaN]}"),
+    ("a token run on", '{"instances": [' + LONG + ", Infinity1]}"),
+    ("a token outside the tensor", '{"instances": [' + LONG + '], "x": NaN}'),
     ("beyond float64", '{"instances": [' + LONG + ", 1e400]}"),
     ("beyond int64", '{"instances": [' + LONG.replace(".5", "") + ", 99999999999999999999]}"),
     ("a trailing comma", '{"instances": [' + LONG + ",]}"),
@@ -102,6 +106,17 @@ DECLINED = [
 def test_other_bodies_are_left_to_the_general_path(text: str) -> None:
     parsed = parse_large_body(text.encode())
     assert parsed is None or decode_large_body(parsed, signature({"x": "DT_FLOAT"})) is None
+
+
+@pytest.mark.parametrize("dtype", ["DT_FLOAT", "DT_DOUBLE"])
+def test_nan_and_infinity_tokens_are_read_as_the_general_path_reads_them(dtype: str) -> None:
+    """TF Serving takes NaN, Infinity and -Infinity (Python's json reads them as the general path does)."""
+    text = '{"instances": [' + ", ".join(["[1.5, NaN]", "[Infinity, -Infinity]", "[2, 0.1]"] * 300) + "]}"
+    parsed = parse_large_body(text.encode())
+    assert parsed is not None
+    fast = decode_large_body(parsed, signature({"x": dtype}))
+    general = decode_predict_request(json.loads(text), signature({"x": dtype}))
+    assert fast is not None and fast.inputs["x"].tobytes() == general.inputs["x"].tobytes()
 
 
 @pytest.mark.parametrize("name", ['a"b', "a\\", 'a\\"[1,2]', "\\" * 30])

@@ -6,10 +6,10 @@ two steps: its skeleton (the JSON with each long array replaced by a placeholder
 cut between its elements into blocks of about ``BLOCK_BYTES`` of text, block by block into its array. The
 peak is the body, the arrays and one block's Python objects.
 
-A body this path cannot take exactly as the general path would (a number JSON lacks, a ragged or mixed
-array, strings inside the tensor, a long array elsewhere than a tensor's place) is declined (``None``):
+A body this path cannot take exactly as the general path would (a number beyond int64 or float64, a
+ragged or mixed array, strings inside the tensor, a long array elsewhere than a tensor's place) is declined:
 the general path then parses it whole and answers in TF Serving's words. Both steps together parse every
-byte of the body, so a body taken here is valid JSON.
+byte of the body, so a body taken here is valid JSON (with TF Serving's NaN and Infinity).
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ _NATURAL_DTYPES = {
 """The dtype an array is read in, from its leaves' Python types; it is cast to the input's dtype later."""
 _INTS = [np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)]
 """Where ints are kept, smallest first; none unsigned but uint8, so that any two promote to a signed int."""
+_NON_FINITE_MARKS = [(b"-Infinity", b'"-I"'), (b"Infinity", b'"I"'), (b"NaN", b'"N"')]
+_NON_FINITE = {"-I": -np.inf, "I": np.inf, "N": np.nan}
+"""TF Serving's NaN and Infinity tokens, which orjson refuses, read as strings (a tensor's text holds none) and
+turned into floats; a token out of place leaves invalid JSON."""
 _OPENING = re.compile(rb"[\s\[]*")
 
 
@@ -243,6 +247,10 @@ def _read_element(data: bytes, start: int, end: int) -> np.ndarray | None:
 def _read_block(text: bytes) -> np.ndarray | None:
     """One block (elements of the array and the commas between them) as an array: bools, floats in
     float64 (float32 where that holds them exactly), ints in the smallest dtype that holds them."""
+    non_finite = b"NaN" in text or b"Infinity" in text
+    if non_finite:
+        for token, mark in _NON_FINITE_MARKS:
+            text = text.replace(token, mark)
     try:
         values = orjson.loads(b"[" + text + b"]")
     except orjson.JSONDecodeError:
@@ -251,6 +259,8 @@ def _read_block(text: bytes) -> np.ndarray | None:
     leaves = dense_leaves(values, shape)
     if not values or leaves is None:
         return None
+    if non_finite:
+        leaves = [_NON_FINITE.get(leaf, leaf) if type(leaf) is str else leaf for leaf in leaves]
     dtype = _NATURAL_DTYPES.get(frozenset(map(type, leaves)))
     if dtype is None:
         return None
@@ -264,7 +274,7 @@ def _read_block(text: bytes) -> np.ndarray | None:
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
             single = block.astype(np.float32)
-        return single if np.array_equal(single, block) else block  # NOTE: short numbers (0.5) lose nothing
+        return single if np.array_equal(single, block, equal_nan=True) else block  # NOTE: short numbers lose nothing
     return block
 
 
