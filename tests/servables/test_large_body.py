@@ -55,6 +55,12 @@ TAKEN = [
     ("exact floats, then not", {"instances": [0.5] * 1000 + VECTOR}, {"x": "DT_DOUBLE"}),
     ("ints, then floats", {"instances": [[7]] * 1000 + [[0.1]] * 500}, {"x": "DT_DOUBLE"}),
     ("floats, then ints", {"instances": [[0.1]] * 1000 + [[2**60 + 1]] * 500}, {"x": "DT_FLOAT"}),
+    (
+        "named rows",
+        {"instances": [{"a": row, "b": [i, -i]} for i, row in enumerate(ROWS)], "signature_name": "s"},
+        {"a": "DT_FLOAT", "b": "DT_INT32"},
+    ),
+    ("named rows of one input", {"instances": [{"x": image} for image in IMAGES]}, {"x": "DT_UINT8"}),
 ]
 
 
@@ -93,12 +99,26 @@ DECLINED = [
     ("two commas", '{"instances": [' + LONG + ",,1]}"),
     ("not closed", '{"instances": [' + LONG + "}"),
     ("both keys", '{"instances": [' + LONG + '], "inputs": [1]}'),
-    ("in a row object", '{"instances": [{"x": [' + LONG + "]}]}"),
+    ("in an object in a row", '{"instances": [[{"x": [' + LONG + "]}]]}"),
     ("after a string in a list", '{"instances": ["a", [' + LONG + "]]}"),
     ("not an object", "[" + LONG + "]"),
     ("a placeholder look-alike", '{"instances": [' + LONG + '], "s": "\\u0000array 0"}'),
     ("a number signature name", '{"instances": [' + LONG + '], "signature_name": 1}'),
     ("a long run of backslashes", '{"instances": [' + LONG + '], "s": "' + "\\\\" * 100 + '"}'),
+]
+
+
+ROW = '{"a": [1.5, 2.5], "b": 1}'
+NAMED = ", ".join([ROW] * 300)
+DECLINED += [
+    ("named rows, one with another name", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "c": 1}]}'),
+    ("named rows, one short", '{"instances": [' + NAMED + ', {"a": [1.5], "b": 1}]}'),
+    ("named rows with an object inside", '{"instances": [' + NAMED + ', {"a": {"b64": "AA=="}, "b": 1}]}'),
+    ("named rows with a string", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "b": "N"}]}'),
+    ("named rows with a NaN and a string", '{"instances": [' + NAMED + ', {"a": [NaN, 2.5], "b": "N"}]}'),
+    ("named rows, a bad number", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "b": 01}]}'),
+    ("named rows and inputs", '{"instances": [' + NAMED + '], "inputs": 1}'),
+    ("named rows elsewhere", '{"x": {"instances": [' + NAMED + "]}}"),
 ]
 
 
@@ -135,8 +155,16 @@ def test_strings_with_escaped_quotes_are_read_whole(name: str) -> None:
         ({"instances": ROWS}, {"x": "DT_STRING"}),
         ({"instances": ROWS}, {"a": "DT_FLOAT", "b": "DT_FLOAT"}),
         ({"inputs": {"a": ROWS}}, {"a": "DT_FLOAT", "b": "DT_FLOAT"}),
+        ({"instances": [{"a": row, "b": row} for row in ROWS]}, {"a": "DT_FLOAT"}),
     ],
-    ids=["out of range", "floats for ints", "numbers for strings", "plain rows, two inputs", "a missing input"],
+    ids=[
+        "out of range",
+        "floats for ints",
+        "numbers for strings",
+        "plain rows, two inputs",
+        "a missing input",
+        "named rows, a name too many",
+    ],
 )
 def test_inputs_the_general_path_refuses_are_left_to_it(body: dict, dtypes: dict[str, str]) -> None:
     parsed = parse_large_body(orjson.dumps(body))

@@ -42,11 +42,13 @@ _NATURAL_DTYPES = {
 """The dtype an array is read in, from its leaves' Python types; it is cast to the input's dtype later."""
 _INTS = [np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)]
 """Where ints are kept, smallest first; none unsigned but uint8, so that any two promote to a signed int."""
-_NON_FINITE_MARKS = [(b"-Infinity", b'"-I"'), (b"Infinity", b'"I"'), (b"NaN", b'"N"')]
-_NON_FINITE = {"-I": -np.inf, "I": np.inf, "N": np.nan}
-"""TF Serving's NaN and Infinity tokens, which orjson refuses, read as strings (a tensor's text holds none) and
+_NON_FINITE_MARKS = [(b"-Infinity", b'"\\u0000-I"'), (b"Infinity", b'"\\u0000I"'), (b"NaN", b'"\\u0000N"')]
+_NON_FINITE = {"\0-I": -np.inf, "\0I": np.inf, "\0N": np.nan}
+"""TF Serving's NaN and Infinity tokens, which orjson refuses, read as marks (strings no body here holds) and
 turned into floats; a token out of place leaves invalid JSON."""
 _OPENING = re.compile(rb"[\s\[]*")
+_ROW_SEPARATOR = re.compile(rb"\}\s*,")
+_NAMED_ROWS = re.compile(rb'"instances"\s*:\s*(\[)\s*\{')
 
 
 def parse_large_body(data: bytes) -> dict[str, Any] | None:
@@ -54,6 +56,9 @@ def parse_large_body(data: bytes) -> dict[str, Any] | None:
     ``inputs``) are numpy arrays in place of lists; ``None`` for any other body."""
     if b"\\u0000" in data:
         return None
+    found = _NAMED_ROWS.search(data)
+    if found:
+        return _parse_named_rows(data, found.start(1))
     spans = _array_spans(data)
     if not spans:
         return None
@@ -67,7 +72,7 @@ def parse_large_body(data: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     places = _tensor_places(skeleton)
-    if places is None or len(places) != len(spans) or not isinstance(skeleton.get("signature_name", ""), str):
+    if places is None or len(places) != len(spans) or not _names_a_signature(skeleton):
         return None
     for (start, end), (holder, key) in zip(spans, places):
         array = _read_array(data, start, end)
@@ -75,6 +80,28 @@ def parse_large_body(data: bytes) -> dict[str, Any] | None:
             return None
         holder[key] = array
     return skeleton
+
+
+def _parse_named_rows(data: bytes, start: int) -> dict[str, Any] | None:
+    """A body whose ``instances`` (from ``start``) are rows of named inputs, with ``instances`` as one array
+    per name."""
+    end = data.rfind(b"]") + 1
+    try:
+        skeleton = orjson.loads(data[:start] + orjson.dumps(_PLACEHOLDER.format(0)) + data[end:])
+    except orjson.JSONDecodeError:
+        return None
+    places = _tensor_places(skeleton)
+    if places != [(skeleton, "instances")] or not _names_a_signature(skeleton):
+        return None
+    columns = _read_named_rows(data, start, end)
+    if columns is None:
+        return None
+    skeleton["instances"] = columns
+    return skeleton
+
+
+def _names_a_signature(skeleton: dict[str, Any]) -> bool:
+    return isinstance(skeleton.get("signature_name", ""), str)
 
 
 def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> PredictRequest | None:
@@ -86,8 +113,8 @@ def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> Predict
         return None
     tensors = body["inputs" if columnar else "instances"]
     try:
-        if columnar and isinstance(tensors, dict):
-            if not set(aliases) <= tensors.keys():
+        if isinstance(tensors, dict):
+            if not set(aliases) <= tensors.keys() or not columnar and tensors.keys() != set(aliases):
                 return None
             inputs = {alias: _input_array(tensors[alias], signature, alias) for alias in aliases}
         elif isinstance(tensors, np.ndarray) and len(aliases) == 1:
@@ -191,11 +218,12 @@ def _read_array(data: bytes, start: int, end: int) -> np.ndarray | None:
     NOTE: a dense tensor of n values has exactly n - 1 commas, so its rows are counted before it is read.
     """
     array, filled = None, 0
-    for block_start, block_end, alone in _blocks(data, start + 1, end - 1):
+    for block_start, block_end, alone in _blocks(data, start + 1, end - 1, _element_separator(data, start + 1)):
         if alone and block_end - block_start > BLOCK_BYTES:
             block = _read_element(data, block_start, block_end)
         else:
-            block = _read_block(data[block_start:block_end])
+            values = _load_block(data[block_start:block_end])
+            block = None if values is None else _natural_array(values)
         if block is None:
             return None
         if array is None:
@@ -205,25 +233,72 @@ def _read_array(data: bytes, start: int, end: int) -> np.ndarray | None:
             if len(block) == rows:
                 return block
             array = np.empty((rows, *block.shape[1:]), block.dtype)
-        dtype = _common_dtype(array.dtype, block.dtype)
-        if dtype is None or block.shape[1:] != array.shape[1:] or filled + len(block) > len(array):
+        array = _placed(array, block, filled)
+        if array is None:
             return None
-        if dtype != array.dtype:
-            array = array.astype(dtype)
-        array[filled : filled + len(block)] = block
         filled += len(block)
     return array if array is not None and filled == len(array) else None
 
 
-def _blocks(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
-    """``[start, end)`` cut at commas between the array's elements into spans of about ``BLOCK_BYTES``,
-    each with whether it holds one element alone (one longer than a block is read as an array of its own).
+def _read_named_rows(data: bytes, start: int, end: int) -> dict[str, np.ndarray] | None:
+    """The rows of objects ``data[start:end]`` holds as one array per name, read block by block; ``None``
+    unless every row has the same names, each a dense tensor of numbers (or of bools) of one shape.
 
-    NOTE: an element of rank r ends with r ``]``; a comma after r of them ends an element of a dense
-    tensor. A cut elsewhere (a ragged array) leaves a block that is not valid JSON, so it is declined.
+    NOTE: each row is one object, so the rows are counted before they are read; an object inside a row
+    (a ``{"b64": ...}`` value) makes the count wrong, and the body is declined.
+    """
+    rows, columns, filled = data.count(b"{", start, end), None, 0
+    for block_start, block_end, _ in _blocks(data, start + 1, end - 1, _ROW_SEPARATOR):
+        values = _load_block(data[block_start:block_end])
+        if not values or any(type(row) is not dict or row.keys() != values[0].keys() for row in values):
+            return None
+        blocks = {name: _natural_array([row[name] for row in values]) for name in values[0]}
+        if columns is None:
+            columns = {
+                name: np.empty((rows, *block.shape[1:]), block.dtype)
+                for name, block in blocks.items()
+                if block is not None
+            }
+        if blocks.keys() != columns.keys():
+            return None
+        for name, block in blocks.items():
+            column = None if block is None else _placed(columns[name], block, filled)
+            if column is None:
+                return None
+            columns[name] = column
+        filled += len(values)
+    return columns if columns and filled == rows else None
+
+
+def _placed(array: np.ndarray, block: np.ndarray, filled: int) -> np.ndarray | None:
+    """``array`` with ``block`` written from row ``filled`` on, in a wider dtype if the block needs one (ints
+    then floats); ``None`` if the block does not fit (another row shape, more rows, bools with numbers)."""
+    if (array.dtype.kind == "b") != (block.dtype.kind == "b"):
+        return None
+    if block.shape[1:] != array.shape[1:] or filled + len(block) > len(array):
+        return None
+    dtype = np.result_type(array.dtype, block.dtype)
+    if dtype != array.dtype:
+        array = array.astype(dtype)
+    array[filled : filled + len(block)] = block
+    return array
+
+
+def _element_separator(data: bytes, start: int) -> re.Pattern[bytes]:
+    """What ends an element of the array whose text starts at ``start`` (after its ``[``).
+
+    NOTE: an element of rank r ends with r ``]``; a comma after r of them ends an element of a dense tensor.
     """
     rank = _OPENING.match(data, start).group().count(b"[")
-    separator = re.compile(rb"," if not rank else rb"\]" + rb"\s*\]" * (rank - 1) + rb"\s*,")
+    return re.compile(rb"," if not rank else rb"\]" + rb"\s*\]" * (rank - 1) + rb"\s*,")
+
+
+def _blocks(data: bytes, start: int, end: int, separator: re.Pattern[bytes]) -> Iterator[tuple[int, int, bool]]:
+    """``[start, end)`` cut at the commas ``separator`` ends with into spans of about ``BLOCK_BYTES``, each
+    with whether it holds one element alone (one longer than a block is read as an array of its own).
+
+    NOTE: a cut anywhere but between elements leaves a block that is not valid JSON, so it is declined.
+    """
     while True:
         first = separator.search(data, start, end)
         alone = first is None or first.start() >= start + BLOCK_BYTES
@@ -244,9 +319,9 @@ def _read_element(data: bytes, start: int, end: int) -> np.ndarray | None:
     return None if element is None else element[np.newaxis]
 
 
-def _read_block(text: bytes) -> np.ndarray | None:
-    """One block (elements of the array and the commas between them) as an array: bools, floats in
-    float64 (float32 where that holds them exactly), ints in the smallest dtype that holds them."""
+def _load_block(text: bytes) -> list[Any] | None:
+    """One block (elements of an array and the commas between them) as a list, TF Serving's NaN and
+    Infinity tokens as floats; ``None`` for text that is not such a list."""
     non_finite = b"NaN" in text or b"Infinity" in text
     if non_finite:
         for token, mark in _NON_FINITE_MARKS:
@@ -255,31 +330,37 @@ def _read_block(text: bytes) -> np.ndarray | None:
         values = orjson.loads(b"[" + text + b"]")
     except orjson.JSONDecodeError:
         return None
+    return _marks_as_floats(values) if non_finite else values
+
+
+def _marks_as_floats(value: Any) -> Any:
+    """``value`` with the marks of ``_NON_FINITE_MARKS`` turned into floats."""
+    if isinstance(value, list):
+        return [_marks_as_floats(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _marks_as_floats(item) for key, item in value.items()}
+    return _NON_FINITE.get(value, value) if type(value) is str else value
+
+
+def _natural_array(values: list[Any]) -> np.ndarray | None:
+    """``values`` (a non-empty list) as an array: bools, floats in float64 (float32 where that holds them
+    exactly), ints in the smallest dtype that holds them; ``None`` unless they are a dense tensor of one kind."""
     shape = dense_shape(values)
     leaves = dense_leaves(values, shape)
     if not values or leaves is None:
         return None
-    if non_finite:
-        leaves = [_NON_FINITE.get(leaf, leaf) if type(leaf) is str else leaf for leaf in leaves]
     dtype = _NATURAL_DTYPES.get(frozenset(map(type, leaves)))
     if dtype is None:
         return None
     try:
-        block = np.array(leaves, dtype=dtype).reshape(shape)
+        array = np.array(leaves, dtype=dtype).reshape(shape)
     except (OverflowError, ValueError):  # NOTE: an int beyond int64, or more dimensions than numpy has
         return None
     if dtype.kind == "i":
-        low, high = block.min(), block.max()
-        return block.astype(next(t for t in _INTS if np.iinfo(t).min <= low and high <= np.iinfo(t).max))
+        low, high = array.min(), array.max()
+        return array.astype(next(t for t in _INTS if np.iinfo(t).min <= low and high <= np.iinfo(t).max))
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
-            single = block.astype(np.float32)
-        return single if np.array_equal(single, block, equal_nan=True) else block  # NOTE: short numbers lose nothing
-    return block
-
-
-def _common_dtype(array: np.dtype, block: np.dtype) -> np.dtype | None:
-    """The dtype that holds both blocks' values as the general path reads them; ``None`` for bools with numbers."""
-    if (array.kind == "b") != (block.kind == "b"):
-        return None
-    return np.result_type(array, block)
+            single = array.astype(np.float32)
+        return single if np.array_equal(single, array, equal_nan=True) else array  # NOTE: short numbers lose nothing
+    return array
