@@ -84,41 +84,48 @@ def test_taken_bodies_decode_as_the_general_path_does(body: dict, dtypes: dict[s
 
 
 LONG = ",".join(["1.5"] * 1000)
+ROW = '{"a": [1.5, 2.5], "b": 1}'
+
+
+def numbers(rest: str) -> str:
+    """A body whose ``instances`` start with 1000 numbers and go on with ``rest``."""
+    return '{"instances": [' + LONG + rest
+
+
+def named_rows(rest: str) -> str:
+    """A body whose ``instances`` start with 300 rows of named inputs and go on with ``rest``."""
+    return '{"instances": [' + ", ".join([ROW] * 300) + rest
+
+
 DECLINED = [
     ("ragged", '{"instances": [[1, 2], [3]' + ", [1, 2]" * 1000 + "]}"),
     ("ragged with the right count", '{"instances": [[1, 2], [3, 4, 5], [6]' + ", [1, 2]" * 1000 + "]}"),
     ("deeper in one row", '{"instances": [[1, [2]]' + ", [1, 2]" * 1000 + "]}"),
-    ("a null", '{"instances": [' + LONG + ", null]}"),
-    ("a string", '{"instances": [' + LONG + ', "2"]}'),
-    ("a minus before NaN", '{"instances": [' + LONG + ", -NaN]}"),
-    ("a token run on", '{"instances": [' + LONG + ", Infinity1]}"),
-    ("a token outside the tensor", '{"instances": [' + LONG + '], "x": NaN}'),
-    ("beyond float64", '{"instances": [' + LONG + ", 1e400]}"),
+    ("a null", numbers(", null]}")),
+    ("a string", numbers(', "2"]}')),
+    ("a minus before NaN", numbers(", -NaN]}")),
+    ("a token run on", numbers(", Infinity1]}")),
+    ("a token outside the tensor", numbers('], "x": NaN}')),
+    ("beyond float64", numbers(", 1e400]}")),
     ("beyond int64", '{"instances": [' + LONG.replace(".5", "") + ", 99999999999999999999]}"),
-    ("a trailing comma", '{"instances": [' + LONG + ",]}"),
-    ("two commas", '{"instances": [' + LONG + ",,1]}"),
-    ("not closed", '{"instances": [' + LONG + "}"),
-    ("both keys", '{"instances": [' + LONG + '], "inputs": [1]}'),
+    ("a trailing comma", numbers(",]}")),
+    ("two commas", numbers(",,1]}")),
+    ("not closed", numbers("}")),
+    ("both keys", numbers('], "inputs": [1]}')),
     ("in an object in a row", '{"instances": [[{"x": [' + LONG + "]}]]}"),
     ("after a string in a list", '{"instances": ["a", [' + LONG + "]]}"),
     ("not an object", "[" + LONG + "]"),
-    ("a placeholder look-alike", '{"instances": [' + LONG + '], "s": "\\u0000array 0"}'),
-    ("a number signature name", '{"instances": [' + LONG + '], "signature_name": 1}'),
-    ("a long run of backslashes", '{"instances": [' + LONG + '], "s": "' + "\\\\" * 100 + '"}'),
-]
-
-
-ROW = '{"a": [1.5, 2.5], "b": 1}'
-NAMED = ", ".join([ROW] * 300)
-DECLINED += [
-    ("named rows, one with another name", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "c": 1}]}'),
-    ("named rows, one short", '{"instances": [' + NAMED + ', {"a": [1.5], "b": 1}]}'),
-    ("named rows with an object inside", '{"instances": [' + NAMED + ', {"a": {"b64": "AA=="}, "b": 1}]}'),
-    ("named rows with a string", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "b": "N"}]}'),
-    ("named rows with a NaN and a string", '{"instances": [' + NAMED + ', {"a": [NaN, 2.5], "b": "N"}]}'),
-    ("named rows, a bad number", '{"instances": [' + NAMED + ', {"a": [1.5, 2.5], "b": 01}]}'),
-    ("named rows and inputs", '{"instances": [' + NAMED + '], "inputs": 1}'),
-    ("named rows elsewhere", '{"x": {"instances": [' + NAMED + "]}}"),
+    ("a placeholder look-alike", numbers('], "s": "\\u0000array 0"}')),
+    ("a number signature name", numbers('], "signature_name": 1}')),
+    ("a long run of backslashes", numbers('], "s": "' + "\\\\" * 100 + '"}')),
+    ("named rows, one with another name", named_rows(', {"a": [1.5, 2.5], "c": 1}]}')),
+    ("named rows, one short", named_rows(', {"a": [1.5], "b": 1}]}')),
+    ("named rows with an object inside", named_rows(', {"a": {"b64": "AA=="}, "b": 1}]}')),
+    ("named rows with a string", named_rows(', {"a": [1.5, 2.5], "b": "N"}]}')),
+    ("named rows with a NaN and a string", named_rows(', {"a": [NaN, 2.5], "b": "N"}]}')),
+    ("named rows, a bad number", named_rows(', {"a": [1.5, 2.5], "b": 01}]}')),
+    ("named rows and inputs", named_rows('], "inputs": 1}')),
+    ("named rows elsewhere", '{"x": ' + named_rows("]}") + "}"),
 ]
 
 

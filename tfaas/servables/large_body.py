@@ -2,9 +2,10 @@
 
 Why: parsed whole, a body of numbers becomes one Python object per number (~32 bytes, for 10-20 bytes of
 text) before numpy packs them; a 20 MB body cost over 10 times its size in memory. Here a body is read in
-two steps: its skeleton (the JSON with each long array replaced by a placeholder), then each long array,
-cut between its elements into blocks of about ``BLOCK_BYTES`` of text, block by block into its array. The
-peak is the body, the arrays and one block's Python objects.
+two steps: its skeleton (the JSON with each long array, or the rows of named inputs, replaced by a
+placeholder), then each long array (or the rows), cut between its elements into blocks of about
+``BLOCK_BYTES`` of text, block by block into its array. The peak is the body, the arrays and one block's
+Python objects.
 
 A body this path cannot take exactly as the general path would (a number beyond int64 or float64, a
 ragged or mixed array, strings inside the tensor, a long array elsewhere than a tensor's place) is declined:
@@ -53,7 +54,8 @@ _NAMED_ROWS = re.compile(rb'"instances"\s*:\s*(\[)\s*\{')
 
 def parse_large_body(data: bytes) -> dict[str, Any] | None:
     """``data`` as a JSON object whose long arrays (the tensors of ``instances``, ``inputs`` or the named
-    ``inputs``) are numpy arrays in place of lists; ``None`` for any other body."""
+    ``inputs``) are numpy arrays in place of lists, and whose rows of named inputs (``instances`` of
+    objects) are one array per name; ``None`` for any other body."""
     if b"\\u0000" in data:
         return None
     found = _NAMED_ROWS.search(data)
@@ -72,7 +74,7 @@ def parse_large_body(data: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     places = _tensor_places(skeleton)
-    if places is None or len(places) != len(spans) or not _names_a_signature(skeleton):
+    if places is None or len(places) != len(spans) or not _signature_name_is_text(skeleton):
         return None
     for (start, end), (holder, key) in zip(spans, places):
         array = _read_array(data, start, end)
@@ -91,7 +93,7 @@ def _parse_named_rows(data: bytes, start: int) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     places = _tensor_places(skeleton)
-    if places != [(skeleton, "instances")] or not _names_a_signature(skeleton):
+    if places != [(skeleton, "instances")] or not _signature_name_is_text(skeleton):
         return None
     columns = _read_named_rows(data, start, end)
     if columns is None:
@@ -100,7 +102,8 @@ def _parse_named_rows(data: bytes, start: int) -> dict[str, Any] | None:
     return skeleton
 
 
-def _names_a_signature(skeleton: dict[str, Any]) -> bool:
+def _signature_name_is_text(skeleton: dict[str, Any]) -> bool:
+    """Whether ``signature_name`` is absent or a string (else the general path names the error)."""
     return isinstance(skeleton.get("signature_name", ""), str)
 
 
@@ -279,7 +282,9 @@ def _placed(array: np.ndarray, block: np.ndarray, filled: int) -> np.ndarray | N
         return None
     dtype = np.result_type(array.dtype, block.dtype)
     if dtype != array.dtype:
-        array = array.astype(dtype)
+        wider = np.empty(array.shape, dtype)
+        wider[:filled] = array[:filled]  # NOTE: the rows still to come are not values yet
+        array = wider
     array[filled : filled + len(block)] = block
     return array
 
