@@ -177,7 +177,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | byte
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(_TOO_LARGE)
-    body, size = None, 0
+    body: bytearray | None = None
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
