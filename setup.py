@@ -18,7 +18,7 @@ setup(
         # TF Serving's own protobuf modules: model_config_list parsing, status and warmup messages.
         "tensorflow-serving-api>=2.16,<3",
         "watchdog>=4",
-        "flask>=3",
+        "flask>=3.1",  # 3.1: a per-request body limit (request.max_content_length), for uploads
         "gunicorn>=22",
         # The worker: uvicorn with its C HTTP parser on uvloop, about twice the predict req/s of
         # gunicorn's gthread worker (perf/RESULTS.md); a2wsgi runs the Flask app under it.

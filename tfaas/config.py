@@ -697,6 +697,13 @@ class Settings:
         "Largest upload accepted (the request body, and a bundle once unpacked), in bytes.",
         check=_at_least(1),
     )
+    max_request_body_bytes: int = _option(
+        64 << 20,
+        "Largest request body accepted by every call but an upload (predict, classify, regress, TFaaS's /json,"
+        " /proto, /image), in bytes; larger ones get 413 before they are read. Decoding a body takes a few"
+        " times its size in memory, and REST clients send tens of MB at most (bigger batches are better split).",
+        check=_at_least(1),
+    )
     log_level: str = _option("info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS))
     log_format: str = _option(
         "text",

@@ -240,16 +240,6 @@ def test_oversized_request_body_is_413(server):
     assert response.status_code == 413 and response.json()["error"]
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_oversized_predict_body_is_the_same_413(server, chunked: bool):
-    """Predict bodies are read by the ASGI front, not Flask: the limit and the answer must not differ."""
-    body = b"[" * (MAX_UPLOAD + 10)
-    data = iter([body[:1000], body[1000:]]) if chunked else body  # NOTE: requests sends an iterator chunked
-    response = server.post("/v1/models/any:predict", data=data, headers={"Content-Type": "application/json"})
-    upload = server.post("/upload", data=b"\0" * (MAX_UPLOAD + 10), headers={"Content-Type": "application/x-tar"})
-    assert (response.status_code, response.json()) == (413, upload.json())
-
-
 def test_bad_params_and_bad_image(server, files):
     wait_served(server, "vk")
     before = sorted(p.name for p in (repository(server) / "vk").iterdir())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfaas.errors import InvalidArgument, TfaasError, Unimplemented
+from tfaas.servables import json_tensor
 from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
@@ -402,6 +403,36 @@ def test_encode_row_format_needs_one_batch_size(outputs: dict[str, np.ndarray], 
     with pytest.raises(InvalidArgument) as raised:
         encode_predict_response(outputs, columnar=False)
     assert raised.value.message == message
+
+
+LARGE = np.random.default_rng(2).normal(size=(3, 5, 40)) * 10.0 ** np.arange(-20, 20)
+NON_FINITE = np.where(np.arange(LARGE.size).reshape(LARGE.shape) % 7 == 0, np.nan, LARGE)
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 200])
+@pytest.mark.parametrize(
+    ("outputs", "columnar"),
+    [
+        ({"y": LARGE.astype(np.float32)}, False),
+        ({"y": LARGE}, True),
+        ({"a": NON_FINITE.astype(np.float32), "b": np.arange(3)}, True),
+        ({"a": LARGE[0, 0], "b": np.arange(40)}, False),
+        ({"a": LARGE[0], "b": np.array([b"x", b"\xff", b""] * 5, dtype=object).reshape(5, 3)}, False),
+    ],
+    ids=["rank 3 float32", "rank 3 float64", "columnar NaN and ints", "rows of two outputs", "rows with strings"],
+)
+def test_a_large_answer_in_pieces_is_the_answer_in_one(
+    monkeypatch, outputs: dict[str, np.ndarray], columnar: bool, block: int
+) -> None:
+    """Tensors are written in blocks of rows of about ENCODE_BLOCK values (a row larger than a block in
+    pieces of its own); the pieces joined are the very text written in one go."""
+    whole = encode_predict_response(outputs, columnar)
+    monkeypatch.setattr(json_tensor, "ENCODE_BLOCK", block)
+    monkeypatch.setattr(json_tensor, "JOINED_BYTES", 0)
+    parts = json_tensor.encode_predict_parts(outputs, columnar)
+    assert b"".join(parts) == whole
+    if block <= 7:
+        assert len(parts) > 3  # NOTE: blocks this small cut every one of these answers
 
 
 def test_importing_does_not_import_tensorflow() -> None:

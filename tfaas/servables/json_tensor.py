@@ -3,8 +3,8 @@
 Follows TF Serving's ``util/json_tensor.cc`` (TFSERVING.md 4.5, 4.6), messages included. Valid
 requests take a fast path (C-level type and size checks over each nesting level, one numpy
 conversion); only a request that fails it is walked element by element, to name the first error the
-way TF Serving does. Large bodies of one numeric tensor are read by simdjson straight into an array.
-numpy, orjson and simdjson only: no TensorFlow here.
+way TF Serving does. Bodies of one numeric tensor from 16 KiB are read by simdjson straight into an
+array (bodies from 1 MiB by ``large_body``, in blocks). numpy, orjson and simdjson only: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -96,16 +96,33 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -
 
     Row format needs every output to have rank >= 1 and the same dim 0; otherwise ``InvalidArgument``.
     """
+    return b"".join(encode_predict_parts(outputs, columnar))
+
+
+def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> list[bytes]:
+    """:func:`encode_predict_response`'s bytes in pieces, to be sent one after the other: one piece up to
+    ``JOINED_BYTES``; a larger answer is never copied whole (a large tensor's text comes in blocks)."""
     aliases = sorted(outputs)
     key = b'{"outputs":' if columnar else b'{"predictions":'
     if not columnar:
         _check_batch_sizes(outputs, aliases)
     if len(aliases) == 1:
-        return key + _tensor_json(aliases[0], outputs[aliases[0]]) + b"}"
-    if columnar:
-        fields = (orjson.dumps(alias) + b":" + _tensor_json(alias, outputs[alias]) for alias in aliases)
-        return key + b"{" + b",".join(fields) + b"}}"
-    return key + _rows_json(outputs, aliases) + b"}"
+        parts = _tensor_parts(aliases[0], outputs[aliases[0]])
+        if len(parts) == 1:  # NOTE: the common case (a tensor of up to ENCODE_BLOCK values), kept short
+            return [key + parts[0] + b"}"]
+        parts = [key, *parts, b"}"]
+    elif columnar:
+        parts = [key, b"{"]
+        for alias in aliases:
+            parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
+        parts[-1] = b"}}"
+    else:
+        parts = [key, *_rows_parts(outputs, aliases), b"}"]
+    return parts if sum(map(len, parts)) > JOINED_BYTES else [b"".join(parts)]
+
+
+JOINED_BYTES = 1 << 20
+"""Answers up to this size are one piece (one message to send)."""
 
 
 # --- large numeric bodies ------------------------------------------------------------------------
@@ -202,13 +219,15 @@ def _decode_instances(instances: Any, signature: SignatureInfo) -> dict[str, np.
     aliases = sorted(signature.inputs)
     if _is_named_object(instances[0]):
         _check_named_rows(instances, aliases)
-        return {alias: _batch([row[alias] for row in instances], _codec(signature, alias), alias) for alias in aliases}
+        return {
+            alias: _batch([row[alias] for row in instances], input_codec(signature, alias), alias) for alias in aliases
+        }
     if len(aliases) != 1:
         raise InvalidArgument(
             "instances is a plain list, but expecting list of objects as multiple input tensors required as "
             "per tensorinfo_map"
         )
-    return {aliases[0]: _batch(instances, _codec(signature, aliases[0]), None)}
+    return {aliases[0]: _batch(instances, input_codec(signature, aliases[0]), None)}
 
 
 def _check_named_rows(instances: list[Any], aliases: Sequence[str]) -> None:
@@ -238,7 +257,7 @@ def _batch(rows: list[Any], codec: _Codec, alias: str | None) -> np.ndarray:
     a failure needs TF Serving's row-by-row account of what went wrong.
     """
     try:
-        return _to_array(rows, codec)
+        return to_array(rows, codec)
     except InvalidArgument:
         _explain_rows(rows, codec, alias)
         raise
@@ -251,11 +270,11 @@ def _explain_rows(rows: list[Any], codec: _Codec, alias: str | None) -> None:
             if _is_named_object(row):
                 raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
     where = "" if alias is None else f" key: {alias}"
-    first_shape = _dense_shape(rows[0])
+    first_shape = dense_shape(rows[0])
     for index, row in enumerate(rows):
-        shape = _dense_shape(row)
+        shape = dense_shape(row)
         try:
-            _to_array(row, codec)
+            to_array(row, codec)
             if math.prod(shape) != math.prod(first_shape):
                 raise InvalidArgument(f"Expecting tensor size: {math.prod(first_shape)} but got: {math.prod(shape)}")
             if shape != first_shape:
@@ -275,14 +294,15 @@ def _decode_inputs(inputs: Any, signature: SignatureInfo) -> dict[str, np.ndarra
                 "inputs is a plain value/list, but expecting an object as multiple input tensors required as "
                 "per tensorinfo_map"
             )
-        return {aliases[0]: _to_array(inputs, _codec(signature, aliases[0]))}
+        return {aliases[0]: to_array(inputs, input_codec(signature, aliases[0]))}
     for alias in aliases:
         if alias not in inputs:
             raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
-    return {alias: _to_array(inputs[alias], _codec(signature, alias)) for alias in aliases}
+    return {alias: to_array(inputs[alias], input_codec(signature, alias)) for alias in aliases}
 
 
-def _codec(signature: SignatureInfo, alias: str) -> _Codec:
+def input_codec(signature: SignatureInfo, alias: str) -> _Codec:
+    """How JSON values become input ``alias`` of ``signature``; ``Unimplemented`` for a dtype JSON cannot express."""
     dtype = signature.inputs[alias].dtype
     codec = _CODECS.get(dtype)
     if codec is None:
@@ -301,7 +321,7 @@ def _is_named_object(value: Any) -> bool:
     return isinstance(value, dict) and not is_b64(value)
 
 
-def _dense_shape(value: Any) -> list[int]:
+def dense_shape(value: Any) -> list[int]:
     """The shape TF Serving infers for ``value``: the lengths along its first elements."""
     shape = []
     while isinstance(value, list):
@@ -312,12 +332,12 @@ def _dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def _to_array(value: Any, codec: _Codec) -> np.ndarray:
+def to_array(value: Any, codec: _Codec) -> np.ndarray:
     """Convert one JSON value (a scalar or nested lists) to an array of ``codec``'s dtype."""
-    shape = _dense_shape(value)
+    shape = dense_shape(value)
     if len(shape) > _MAX_RANK:  # NOTE: numpy cannot hold it; TF Serving's model would refuse it anyway.
         raise InvalidArgument(f"Too many dimensions in tensor: {len(shape)}, at most {_MAX_RANK} are supported")
-    leaves = _dense_leaves(value, shape)
+    leaves = dense_leaves(value, shape)
     if leaves is None or not set(map(type, leaves)) <= codec.leaf_types:
         _explain(value, shape, codec)
     if codec.kind == "string":
@@ -329,7 +349,7 @@ def _to_array(value: Any, codec: _Codec) -> np.ndarray:
         _explain(value, shape, codec)
 
 
-def _dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
+def dense_leaves(value: Any, shape: Sequence[int]) -> list[Any] | None:
     """The leaves of ``value`` in row-major order if its lists all have ``shape``'s sizes, else None.
 
     NOTE: each level is checked with C-level set/map calls, so a valid tensor costs no per-element
@@ -441,6 +461,22 @@ def _check_batch_sizes(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]
             raise InvalidArgument(f"Tensor name: {alias} has inconsistent batch size: {shape[0]} expecting: {batch}")
 
 
+def _rows_parts(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> list[bytes]:
+    """:func:`_rows_json`'s text in pieces: one, or ``[``, blocks of rows of about ``ENCODE_BLOCK`` values, ``]``."""
+    arrays = {alias: np.asarray(outputs[alias]) for alias in aliases}
+    rows = len(arrays[aliases[0]])
+    step = max(1, ENCODE_BLOCK * rows // max(1, sum(array.size for array in arrays.values())))
+    if rows <= step:
+        return [_rows_json(arrays, aliases)]
+    parts = []
+    for start in range(0, rows, step):
+        block = {alias: array[start : start + step] for alias, array in arrays.items()}
+        parts += [b",", _rows_json(block, aliases)[1:-1]]
+    parts[0] = b"["
+    parts.append(b"]")
+    return parts
+
+
 def _rows_json(outputs: Mapping[str, np.ndarray], aliases: Sequence[str]) -> bytes:
     """``[{"a": a[0], "b": b[0]}, ...]``: the row format of several outputs."""
     keys = [orjson.dumps(alias) + b":" for alias in aliases]
@@ -465,14 +501,19 @@ def _row_jsons(alias: str, array: np.ndarray) -> list[bytes]:
 
 def _tensor_json(alias: str, value: np.ndarray) -> bytes:
     """The JSON text of one tensor: nested lists, TF Serving's float and bytes conventions."""
+    return b"".join(_tensor_parts(alias, value))
+
+
+def _tensor_parts(alias: str, value: np.ndarray) -> list[bytes]:
+    """:func:`_tensor_json`'s text in pieces to be joined."""
     array = np.asarray(value)
     kind = array.dtype.kind
     if kind in "OSU":
-        return orjson.dumps(_strings_jsonable(alias, array))
+        return [orjson.dumps(_strings_jsonable(alias, array))]
     if kind == "f":
-        return floats_json(array)
+        return _float_parts(array)
     if kind in "biu":
-        return _dump_numeric(array)
+        return [_dump_numeric(array)]
     raise Unimplemented(f"Tensor name: {alias} has type {array.dtype}, which JSON cannot express")
 
 
@@ -490,8 +531,38 @@ def floats_json(array: np.ndarray) -> bytes:
     without an exponent (``3.0``, ``9e+06``, ``1e-05``); NaN and the infinities are the bare tokens
     ``NaN``, ``Infinity`` and ``-Infinity``.
     """
+    parts = _float_parts(array)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+ENCODE_BLOCK = 1 << 16
+"""Floats formatted at once: a large tensor's text is made in blocks of rows of about this many values, so
+the Python floats and strings alive at a time stay a few MB (one per value would cost ~100 bytes each)."""
+
+
+def _float_parts(array: np.ndarray) -> list[bytes]:
+    """:func:`floats_json`'s text in pieces: one, or ``[``, blocks of rows along axis 0 (a row too large
+    for a block in pieces of its own), and ``]``."""
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
+    if array.size <= ENCODE_BLOCK:
+        return [_floats_text(array)]
+    row_size = array.size // len(array)
+    parts = []
+    if row_size > ENCODE_BLOCK:
+        for row in array:
+            parts += [b",", *_float_parts(row)]
+    else:
+        step = ENCODE_BLOCK // row_size
+        for start in range(0, len(array), step):
+            parts += [b",", _floats_text(array[start : start + step])[1:-1]]
+    parts[0] = b"["
+    parts.append(b"]")
+    return parts
+
+
+def _floats_text(array: np.ndarray) -> bytes:
+    """The text of a float32 or float64 array, as :func:`floats_json` writes it."""
     if not array.size:
         return orjson.dumps(array.tolist())  # nested empty lists, e.g. [[],[]]
     flat = array.ravel()

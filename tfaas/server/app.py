@@ -13,7 +13,7 @@ def create_app(core: ServerCore) -> Flask:
     """Build the WSGI app serving ``core``'s models. The caller starts and stops the core."""
     app = Flask("tfaas")
     app.extensions["tfaas.core"] = core
-    app.config["MAX_CONTENT_LENGTH"] = core.settings.max_upload_bytes
+    app.config["MAX_CONTENT_LENGTH"] = core.settings.max_request_body_bytes  # NOTE: an upload raises it
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)

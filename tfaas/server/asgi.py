@@ -59,7 +59,7 @@ class AsgiFront:
 
     def __init__(self, core: ServerCore, wsgi_app: Flask, threads: int) -> None:
         self._core = core
-        self._max_body = core.settings.max_upload_bytes
+        self._max_body = core.settings.max_request_body_bytes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
         self._wsgi = WSGIMiddleware(wsgi_app, workers=threads)
 
@@ -82,28 +82,32 @@ class AsgiFront:
         except ClientDisconnected:
             return
         except TfaasError as exc:
-            status, body = exc.http_status, error_body(exc.message)
+            status, parts = exc.http_status, [error_body(exc.message)]
             metrics.record(self._core, self._core.metrics, labels, status)
         else:
             if len(data) <= LOOP_BODY_BYTES:
-                status, body = await self._answer_on_loop(match, data, labels)
+                status, parts = await self._answer_on_loop(match, data, labels)
             else:
                 loop = asyncio.get_running_loop()
-                status, body = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
+                status, parts = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
         # NOTE: with no content-length uvicorn would send the body chunked, which clients that frame
         # responses by Content-Length (as TF Serving sends them) cannot read.
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = [*_JSON_HEADERS, (b"content-length", str(sum(map(len, parts))).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        for part in parts[:-1]:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": parts[-1]})
 
-    def _answer(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+    def _answer(self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels) -> tuple[int, list[bytes]]:
         """Status and body of a predict call, all on a pool thread, recorded in the metrics."""
         request_timing.begin()
         with _answered(self._core, labels) as answer:
             answer.body = rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
         return answer.status, answer.body
 
-    async def _answer_on_loop(self, match: Any, data: bytes, labels: metrics.RequestLabels) -> tuple[int, bytes]:
+    async def _answer_on_loop(
+        self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels
+    ) -> tuple[int, list[bytes]]:
         """Status and body of a small predict call: parse and encode on the loop, the model call awaited."""
         request_timing.begin()
         with _answered(self._core, labels) as answer:
@@ -146,7 +150,7 @@ def _settle(done: asyncio.Future[None]) -> None:
 
 class _Answer:
     status: int = 200
-    body: bytes = b""
+    body: list[bytes]  # NOTE: in pieces, as ``rest_api.encode_predict`` writes it
 
 
 @contextmanager
@@ -157,30 +161,40 @@ def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answ
     try:
         yield answer
     except TfaasError as exc:
-        answer.status, answer.body = exc.http_status, error_body(exc.message)
+        answer.status, answer.body = exc.http_status, [error_body(exc.message)]
     except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
         log.exception("Unhandled error while serving a request")
-        answer.status, answer.body = 500, error_body(server_fault_message(exc))
+        answer.status, answer.body = 500, [error_body(server_fault_message(exc))]
     metrics.record(core, core.metrics, labels, answer.status)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers."""
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytearray:
+    """The whole request body; a 413 past ``limit`` bytes, as the Flask app answers.
+
+    NOTE: a body that comes in one message is taken as it is; a longer one goes into one buffer, sized by
+    Content-Length where the client sends one (joining the received chunks would hold the body twice).
+    """
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(_TOO_LARGE)
-    chunks, size = [], 0
+    body: bytearray | None = None
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        if size + len(chunk) > limit:
             raise PayloadTooLarge(_TOO_LARGE)
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if body is None:
+            if not more:
+                return chunk
+            body = bytearray(declared or 0)
+        body[size : size + len(chunk)] = chunk
+        size += len(chunk)
+        if not more:
+            del body[size:]
+            return body
 
 
 _TOO_LARGE = RequestEntityTooLarge.description

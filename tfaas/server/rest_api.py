@@ -34,9 +34,10 @@ from tfaas.servables.json_tensor import (
     PredictRequest,
     decode_numeric_body,
     decode_predict_request,
-    encode_predict_response,
+    encode_predict_parts,
     parse_numeric_body,
 )
+from tfaas.servables.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
 from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 
@@ -176,7 +177,7 @@ def _version_status(state: ServableState) -> dict[str, Any]:
 
 def parse_json_body(data: bytes) -> dict[str, Any]:
     """A request body as a JSON object, or a 400 in TF Serving's words."""
-    if not data.strip():
+    if not data or data.isspace():  # NOTE: not data.strip(), which copies a large body
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
         # NOTE: orjson >= 3.9.15 refuses nesting deeper than 1024 levels; older ones crashed (CVE-2024-27454).
@@ -247,38 +248,62 @@ def _signature_name(body: dict[str, Any]) -> str:
 
 def predict(spec: ModelSpec) -> Response:
     """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
-    return json_response(predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels()))
+    parts = predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels())
+    return json_response(b"".join(parts))
 
 
-def predict_body(core: ServerCore, spec: ModelSpec, data: bytes, labels: metrics.RequestLabels | None) -> bytes:
-    """The predict answer to the request body ``data``, on the calling thread; ``labels`` get the
-    version that answered. The ASGI front runs the same steps with the model call awaited."""
+def predict_body(
+    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
+) -> list[bytes]:
+    """The predict answer to the request body ``data`` (in pieces, see ``encode_predict``), on the calling
+    thread; ``labels`` get the version that answered. The ASGI front runs the same steps with the model
+    call awaited."""
+    outputs, columnar = _predict_outputs(core, spec, data, labels)
+    return encode_predict(outputs, columnar)
+
+
+def _predict_outputs(
+    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
+) -> tuple[Mapping[str, Any], bool]:
+    """Steps 1 to 3: the model's outputs, and whether the request was columnar.
+
+    Once the inputs are decoded, the body and what was parsed of it are let go (a ``bytearray`` is
+    emptied), and the inputs go with this frame: the model call and the answer do not add to them.
+    """
     call = parse_predict(data)
+    signature_name = call.signature_name
     with core.get_handle(spec) as handle:
         request = decode_predict(call, handle, labels)
+        del call
+        if isinstance(data, bytearray):
+            data.clear()
         with request_timing.timed("run"):
-            outputs = handle.servable.run(call.signature_name, request.inputs)
-    return encode_predict(outputs, request.columnar)
+            return handle.servable.run(signature_name, request.inputs), request.columnar
 
 
 @dataclass(frozen=True)
 class PredictCall:
     """A predict body, parsed, and the signature it names.
 
-    A large body of one numeric tensor comes as ``numeric`` (``body`` stays unparsed until a signature
-    that cannot take it asks for the general path).
+    A body of one numeric tensor from ``NUMERIC_BODY_BYTES`` comes as ``numeric``, a body from
+    ``LARGE_BODY_BYTES`` with its long arrays read into numpy as ``large``; in both, ``body`` stays
+    unparsed until a signature they do not fit asks for the general path.
     """
 
     data: bytes
     signature_name: str
     body: dict[str, Any] | None = None
     numeric: NumericBody | None = None
+    large: dict[str, Any] | None = None
 
 
 def parse_predict(data: bytes) -> PredictCall:
     """Step 1 of a predict: the JSON body (timed as ``parse``)."""
     with request_timing.timed("parse"):
-        numeric = parse_numeric_body(data) if len(data) >= NUMERIC_BODY_BYTES else None
+        large = parse_large_body(data) if len(data) >= LARGE_BODY_BYTES else None
+        if large is not None:
+            return PredictCall(data, _signature_name(large), large=large)
+        numeric = parse_numeric_body(data) if NUMERIC_BODY_BYTES <= len(data) < LARGE_BODY_BYTES else None
         if numeric is not None:
             return PredictCall(data, numeric.signature_name or DEFAULT_SIGNATURE, numeric=numeric)
         body = parse_json_body(data)
@@ -293,16 +318,20 @@ def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.Re
     if signature is None:
         raise InvalidArgument(f'Serving signature name: "{call.signature_name}" not found in signature def')
     with request_timing.timed("parse"):
-        request = decode_numeric_body(call.numeric, signature) if call.numeric is not None else None
+        request = None
+        if call.numeric is not None:
+            request = decode_numeric_body(call.numeric, signature)
+        elif call.large is not None:
+            request = decode_large_body(call.large, signature)
         if request is not None:
             return request
         return decode_predict_request(call.body if call.body is not None else parse_json_body(call.data), signature)
 
 
-def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> bytes:
-    """Step 4, after the model call: the response body (timed as ``encode``)."""
+def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> list[bytes]:
+    """Step 4, after the model call: the response body in pieces, one unless it is large (timed as ``encode``)."""
     with request_timing.timed("encode"):
-        return encode_predict_response(outputs, columnar)
+        return encode_predict_parts(outputs, columnar)
 
 
 def classify(spec: ModelSpec) -> Response:

@@ -99,6 +99,7 @@ def _writable_repository() -> ModelRepository:
 
 def upload() -> Response:
     """``POST /upload``: a multipart form (name, params, model, labels[, op]) or a tar bundle."""
+    request.max_content_length = _core().settings.max_upload_bytes  # NOTE: larger than other bodies may be
     repository = _writable_repository()
     if "form-data" in request.headers.get("Content-Type", "").lower():
         name, version = _form_upload(repository)
