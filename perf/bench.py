@@ -46,7 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import Popen
 from typing import IO, Any, Callable, Iterable, Sequence
@@ -998,7 +998,7 @@ def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str,
     ratio = ratios(windows, servers, scenarios)
     inprocess = inprocess_summary(inprocess_runs)
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python perf/bench.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:]),
         **about,
         "tensorflow": inprocess_runs[0]["tensorflow"],
