@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import random
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -311,3 +313,27 @@ def test_mutated_bundles_are_refused_or_written_never_crash(repo):
             repo.add_bundle(io.BytesIO(bytes(body)), compressed=False)
         except TfaasError:
             assert [p for p in repo.root.glob(".*")] == [], "a refused bundle leaves nothing"
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make everything under ``path`` look untouched for ``seconds``."""
+    past = time.time() - seconds
+    for item in [path, *path.rglob("*")]:
+        os.utime(item, (past, past), follow_symlinks=False)
+
+
+def test_leftovers_of_a_killed_server_are_removed_and_live_writes_kept(repo: ModelRepository, tmp_path: Path) -> None:
+    repo.add_version("m", {"saved_model.pb": b"graph"})
+    stale = [repo.root / ".upload-old", repo.root / "m" / ".upload-old", repo.root / ".deleted-m-old"]
+    for path in stale:
+        (path / "1").mkdir(parents=True)
+        (path / "1" / "saved_model.pb").write_bytes(b"partial")
+        _age(path, 3600)
+    live = repo.root / "m" / ".upload-live"
+    (live / "variables").mkdir(parents=True)
+    _age(live, 3600)
+    (live / "variables" / "variables.data-00000-of-00001").write_bytes(b"still being written")
+
+    assert sorted(repo.remove_leftovers(min_age=600)) == sorted(stale)
+    assert not any(path.exists() for path in stale)
+    assert live.is_dir() and (repo.root / "m" / "1" / "saved_model.pb").read_bytes() == b"graph"

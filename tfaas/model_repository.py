@@ -32,6 +32,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -52,6 +53,10 @@ _MAX_HEADER_BYTES = 1 << 20
 """Tar bytes a member may take beyond its data (headers, and tarfile's read-ahead)."""
 _STAGING_PREFIX = ".upload-"
 _TRASH_PREFIX = ".deleted-"
+LEFTOVER_AGE_SECONDS = 600.0
+"""How long a staging or trash directory must have been untouched before a starting server removes it as
+left by a killed one: an upload or delete of another server sharing the repository writes more often
+(a client that stalls longer than ``request_body_timeout`` is cut off)."""
 _FIRST_VERSION = "1"
 _VERSION = re.compile(r"[0-9]+")
 _DEFAULT_MODEL_FILE = ".default_model"
@@ -128,6 +133,25 @@ class ModelRepository:
         except FileNotFoundError:
             raise missing from None  # NOTE: another delete was first
         shutil.rmtree(trash, ignore_errors=True)
+
+    def remove_leftovers(self, min_age: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
+        """Remove the staging and trash directories a killed server left behind (nothing in them was
+        touched for ``min_age`` seconds); return them. No source reads them: they only take disk."""
+        removed = []
+        for path in self._hidden_dirs():
+            if _idle_for(path) >= min_age:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
+    def _hidden_dirs(self) -> Iterator[Path]:
+        """The staging and trash directories in the root and in each model directory."""
+        parents = [self.root, *(Path(m.base_path) for m in self.model_configs())]
+        for parent in parents:
+            with contextlib.suppress(OSError):  # NOTE: a model deleted meanwhile
+                for path in parent.iterdir():
+                    if path.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)) and path.is_dir():
+                        yield path
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -218,6 +242,16 @@ class _Staging:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 version += 1  # NOTE: another upload (maybe in another worker) took this number
+
+
+def _idle_for(tree: Path) -> float:
+    """Seconds since anything in ``tree`` (the directory itself included) last changed."""
+    latest = tree.lstat().st_mtime
+    for directory, _, files in os.walk(tree):
+        for name in [directory, *(os.path.join(directory, f) for f in files)]:
+            with contextlib.suppress(OSError):
+                latest = max(latest, os.lstat(name).st_mtime)
+    return time.time() - latest
 
 
 def _hidden_dir(parent: Path) -> Path:

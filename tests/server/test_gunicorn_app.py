@@ -13,7 +13,13 @@ import pytest
 
 from tfaas.config import Settings
 from tfaas.logs import JsonFormatter
-from tfaas.server.gunicorn_app import ListenerAddresses, SighupReloader, TfaasApplication, TfaasArbiter
+from tfaas.server.gunicorn_app import (
+    ListenerAddresses,
+    SighupReloader,
+    TfaasApplication,
+    TfaasArbiter,
+    remove_repository_leftovers,
+)
 
 
 def test_settings_become_gunicorn_settings(tmp_path):
@@ -99,3 +105,15 @@ def test_the_masters_listener_line_names_the_address_its_workers_listen_at():
 
     assert listening("", 41) == "Listening at: http://0.0.0.0:8501,http://[::1]:8502 (41)"
     assert listening("http://10.0.0.1:80", 41) == "Listening at: http://10.0.0.1:80 (41)"
+
+
+@pytest.mark.parametrize("management", [True, False])
+def test_at_start_leftovers_are_removed_only_where_model_management_is_on(tmp_path, caplog, management):
+    leftover = tmp_path / "repo" / ".upload-killed"
+    leftover.mkdir(parents=True)
+    os.utime(leftover, (0, 0))
+    settings = Settings(model_repository=str(tmp_path / "repo"), enable_model_management=management)
+    with caplog.at_level(logging.INFO, logger="tfaas.server"):
+        remove_repository_leftovers(settings)
+    assert leftover.exists() != management
+    assert (f"Removed {leftover}" in caplog.text) == management

@@ -109,6 +109,7 @@ class TfaasApplication(BaseApplication):
             check_port_free(self.settings.host, self.settings.rest_api_port)
             arbiter = TfaasArbiter(self)  # NOTE: sets up logging
             warn_if_anyone_may_write(self.settings)
+            remove_repository_leftovers(self.settings)
             arbiter.run()
         except RuntimeError as exc:  # NOTE: as BaseApplication.run: a bad bind, a bad log config
             print(f"\nError: {exc}\n", file=sys.stderr)
@@ -132,6 +133,15 @@ def _repository_models(settings: Settings) -> list[str]:
     if not settings.model_repository:
         return []
     return [m.name for m in ModelRepository(settings.model_repository, settings.max_upload_bytes).model_configs()]
+
+
+def remove_repository_leftovers(settings: Settings) -> None:
+    """At start, where model management is on: remove what uploads and deletes of a killed server left."""
+    if not (settings.model_repository and settings.enable_model_management):
+        return
+    repository = ModelRepository(settings.model_repository, settings.max_upload_bytes)
+    for path in repository.remove_leftovers():
+        log.info("Removed %s, left by an upload or delete that did not finish", path)
 
 
 def with_current_models(settings: Settings) -> Settings:
