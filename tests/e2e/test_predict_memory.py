@@ -149,3 +149,22 @@ def test_a_declared_length_past_the_limit_is_refused_before_the_body_is_sent(ser
         head = sock.recv(65536).decode("latin-1")
     assert head.startswith("HTTP/1.1 413 "), head
     assert "content-type: application/json" in head.lower()
+
+
+def test_a_chunked_body_reaches_the_flask_routes(server: ServerProcess):
+    """Werkzeug reads a body without Content-Length as empty unless the server says it ends the stream."""
+    body = orjson.dumps({"keys": [f"x{i}" for i in range(FEATURES)], "values": [1.0] * FEATURES, "model": "double"})
+    response = server.post("/json", data=iter([body[:10], body[10:]]), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json() == [2.0] * FEATURES
+
+
+@pytest.mark.parametrize("path", ["/v1/models/double:classify", "/json"])
+def test_a_chunked_body_past_the_limit_is_read_only_to_the_limit_and_refused(server: ServerProcess, path: str):
+    """Werkzeug stops reading a stream at the limit: what it read is then refused as malformed (a 400, not
+    the 413 a declared length gets), and the worker holds no more than the limit."""
+    body = b'{"examples": [' + b"[" * (BODY_LIMIT + 1)
+    response = server.post(path, data=iter([body[:1000], body[1000:]]), headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["Content-Type"] == "application/json" and "error" in response.json()
+    assert server.get("/healthz").status_code == 200

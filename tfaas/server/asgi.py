@@ -61,7 +61,7 @@ class AsgiFront:
         self._core = core
         self._max_body = core.settings.max_request_body_bytes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
-        self._wsgi = WSGIMiddleware(wsgi_app, workers=threads)
+        self._wsgi = WSGIMiddleware(_input_terminated(wsgi_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # NOTE: no lifespan or websockets (the worker turns both off)
@@ -141,6 +141,20 @@ class AsgiFront:
 LOOP_BODY_BYTES = 64 * 1024
 """Predict bodies up to this size are parsed and answered on the event loop (a one-row dense42 body
 takes ~20 µs); larger ones on a pool thread, so a big batch never stalls the worker's other connections."""
+
+
+def _input_terminated(app: Flask) -> Callable[[dict[str, Any], Any], Any]:
+    """``app`` told that its ``wsgi.input`` ends where the body ends, chunked or not (a2wsgi's does).
+
+    NOTE: without it Werkzeug reads a body without Content-Length (chunked) as empty, to guard against
+    endless streams; with it, such a body is read, and bounded by ``max_content_length`` (a 413).
+    """
+
+    def app_with_terminated_input(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return app_with_terminated_input
 
 
 def _settle(done: asyncio.Future[None]) -> None:
