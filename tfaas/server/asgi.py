@@ -147,7 +147,8 @@ def _input_terminated(app: Flask) -> Callable[[dict[str, Any], Any], Any]:
     """``app`` told that its ``wsgi.input`` ends where the body ends, chunked or not (a2wsgi's does).
 
     NOTE: without it Werkzeug reads a body without Content-Length (chunked) as empty, to guard against
-    endless streams; with it, such a body is read, and bounded by ``max_content_length`` (a 413).
+    endless streams; with it, such a body is read up to ``max_content_length`` and no further (what was
+    read of a longer one is then malformed: a 400, where a declared length over the limit gets a 413).
     """
 
     def app_with_terminated_input(environ: dict[str, Any], start_response: Any) -> Any:
