@@ -75,7 +75,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5) -> None:
 
 
 def failed(core: ServerCore, name: str, version: int) -> bool:
-    state = core.monitor.version_states(name).get(version)
+    state = core.states(name).get(version)
     return state is not None and state.state is ManagerState.END and bool(state.error)
 
 
@@ -105,7 +105,7 @@ def test_a_version_on_its_way_is_loading_until_it_serves(tmp_path, make_core):
     assert core.not_ready() == {"m": "version 1 is incomplete: none of saved_model.pb, saved_model.pbtxt, model.pb"}
 
     (version / "saved_model.pb").write_bytes(b"fake")
-    wait_for(lambda: core.manager.available_versions("m") == [1])
+    wait_for(lambda: core.available_versions("m") == [1])
     with core.get_handle(ModelSpec("m")) as handle:
         assert handle.id.version == 1
     assert core.not_ready() == {} and core.is_ready()
@@ -116,7 +116,7 @@ def test_not_ready_names_each_model_that_does_not_serve_and_why(tmp_path, make_c
     write_version(tmp_path / "broken", 2, fail="bad graph")
     (tmp_path / "empty").mkdir()
     core = make_core({n: tmp_path / n for n in ("good", "broken", "empty", "missing")})
-    wait_for(lambda: failed(core, "broken", 2) and core.manager.available_versions("good"))
+    wait_for(lambda: failed(core, "broken", 2) and core.available_versions("good"))
 
     assert not core.is_ready()
     assert core.not_ready() == {
@@ -133,7 +133,7 @@ def test_readiness_waits_for_configured_models_and_the_repository_models_there_a
     write_version(repository / "at_start", 1, fail="broken from the start")
     write_version(tmp_path / "configured", 1)
     core = make_core({"configured": tmp_path / "configured"}, model_repository=str(repository))
-    wait_for(lambda: failed(core, "at_start", 1) and core.manager.available_versions("configured"))
+    wait_for(lambda: failed(core, "at_start", 1) and core.available_versions("configured"))
     assert core.readiness_models == ["at_start", "configured"]
     assert core.not_ready() == {"at_start": "version 1 failed to load: broken from the start"}
 
@@ -142,17 +142,17 @@ def test_readiness_waits_for_configured_models_and_the_repository_models_there_a
     write_version(repository / "at_start", 2)
     write_version(repository / "late", 1, fail="uploaded broken")
     core.refresh_repository()
-    wait_for(lambda: failed(core, "late", 1) and core.manager.available_versions("at_start"))
+    wait_for(lambda: failed(core, "late", 1) and core.available_versions("at_start"))
     assert core.model_names == ["at_start", "configured", "late"]
     assert core.readiness_models == ["at_start", "configured"]
     assert core.is_ready() and core.not_ready() == {}
-    assert core.monitor.version_states("late")[1].error == "uploaded broken"
+    assert core.states("late")[1].error == "uploaded broken"
 
     shutil.rmtree(repository / "at_start")  # NOTE: deleted, then uploaded again: now an upload like "late"
     core.refresh_repository()
     write_version(repository / "at_start", 1, fail="uploaded broken again")
     core.refresh_repository()
-    wait_for(lambda: core.monitor.version_states("at_start")[1].error == "uploaded broken again")
+    wait_for(lambda: core.states("at_start")[1].error == "uploaded broken again")
     assert core.readiness_models == ["configured"] and core.is_ready()
 
 

@@ -1,8 +1,11 @@
-"""``ServerCore``: one worker's whole serving pipeline, built from the settings.
+"""``ServerCore``: one worker's serving pipeline, following the server's one lifecycle decision.
 
-It wires, as TF Serving's ServerCore does, the filesystem source to the manager through a loader
-factory (the source adapter), keeps the state monitor that backs the status API, and resolves a
-request's model spec (latest, a version, or a label) to a handle. It knows nothing of HTTP.
+As TF Serving's ServerCore, it turns aspired versions into loaded ones through a loader factory (the source
+adapter) and a manager, and resolves a request's model spec (latest, a version, or a label) to a handle.
+What to aspire is not its own choice: its :class:`Lifecycle` (the coordinator, in another process under
+gunicorn or on threads of this one) sends it a :class:`~tfaas.core.server_state.Decision`, and it answers
+status, readiness and "which version is the latest" from that decision, so every worker tells the same
+truth. It reports its own versions' states back. It knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -11,24 +14,23 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Protocol
 
 from tfaas.batching.loader import BatchingLoader
 from tfaas.batching.parameters import BatchingParameters
-from tfaas.config import ModelConfig, Settings, model_list_file, reload_models
+from tfaas.config import ModelConfig, Settings
 from tfaas.core.loader import Loader, LoaderFactory
 from tfaas.core.manager import AspiredVersionsManager, RetryPolicy
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.servable_id import ServableId
+from tfaas.core.server_state import Decision, ModelDecision, WorkerReport
 from tfaas.core.source import AspiredVersion
 from tfaas.core.state_monitor import ServableStateMonitor
 from tfaas.core.states import EventBus, ServableState
-from tfaas.errors import ConfigError, InvalidArgument, NotFound, Unavailable
-from tfaas.file_poller import FilePoller
+from tfaas.errors import InvalidArgument, NotFound, Unavailable
 from tfaas.metrics import Metrics, default_metrics
 from tfaas.model_repository import ModelRepository
 from tfaas.servables import warmup
-from tfaas.sources.file_system import FileSystemStoragePathSource, ServableSourceConfig
 
 log = logging.getLogger("tfaas.server_core")
 
@@ -52,8 +54,54 @@ class ModelSpec:
     label: str | None = None
 
 
+class Lifecycle(Protocol):
+    """A worker's side of the server's lifecycle: decisions in, reports and requests out."""
+
+    def connect(self, apply: Callable[[Decision], None]) -> None:
+        """Start: from now on ``apply`` gets every new decision for this worker (on a thread of its own)."""
+
+    def report(self, report: WorkerReport) -> None:
+        """Tell the coordinator this worker's states (the newest report replaces the older ones)."""
+
+    def reload_config(self) -> bool:
+        """Re-read the model config file; False if it was refused."""
+
+    def refresh_repository(self) -> None:
+        """Re-read the model repository (after an upload or a delete); returns once applied."""
+
+    def close(self) -> None:
+        """Stop."""
+
+
+class Rotation(Protocol):
+    """Whether a worker takes new connections (``tfaas.server.rotation.Rotation`` under gunicorn)."""
+
+    @property
+    def listening(self) -> bool: ...
+
+    def set(self, listening: bool) -> None: ...
+
+    def shed_connections(self) -> None: ...
+
+
+class InProcess:
+    """The rotation of a server with no listener of its own (tests, an embedding app): always in."""
+
+    listening = True
+
+    def set(self, listening: bool) -> None:
+        """Nothing to open or close."""
+
+    def shed_connections(self) -> None:
+        """No connections of its own."""
+
+
+NO_DECISION = Decision(models={}, states={}, readiness_models=(), not_ready={}, rotation=False, shed=0)
+"""What a worker follows before the coordinator's first decision: nothing serves, nothing is ready."""
+
+
 class ServerCore:
-    """Source → manager → servables for the configured models, plus status and labels."""
+    """Manager and servables for what the server decided, plus the server's status, readiness and labels."""
 
     def __init__(
         self,
@@ -61,12 +109,16 @@ class ServerCore:
         loader_factory: LoaderFactory = version_loader,
         metrics: Metrics | None = None,
         repository_models_at_start: Collection[str] | None = None,
+        lifecycle: Lifecycle | None = None,
+        rotation: Rotation | None = None,
     ) -> None:
-        """``repository_models_at_start``: the model repository's models when the server started, which
-        readiness waits for (default: those there now)."""
+        """``lifecycle``: the coordinator to follow (default: one on threads of this process, deciding from
+        ``settings`` and ``repository_models_at_start``, the model repository's models readiness waits for).
+        ``rotation``: this worker's listener (default: none, always in rotation)."""
         self.settings = settings
         self.bus = EventBus()
         self.monitor = ServableStateMonitor(self.bus)
+        """This worker's own version states (what it reports); the server's are :meth:`states`."""
         self.metrics = metrics if metrics is not None else default_metrics()
         self.metrics.watch(self.bus)
         # NOTE: process-wide, as there is one ServerCore per worker process.
@@ -85,99 +137,87 @@ class ServerCore:
             ),
         )
         self._loader_factory = loader_factory
-        self._models: dict[str, ModelConfig] = {}
-        self._configured: tuple[ModelConfig, ...] = ()
-        self._apply_lock = threading.Lock()
         self.repository = (
             ModelRepository(settings.model_repository, settings.max_upload_bytes) if settings.model_repository else None
         )
-        self._source = FileSystemStoragePathSource(
-            [],
-            poll_wait_seconds=settings.file_system_poll_wait_seconds,
-            settle_seconds=settings.version_settle_seconds,
-        )
-        self._source.set_aspired_versions_callback(self._on_aspired_versions)
-        self._started = threading.Event()
-        self._pollers = [p for p in (_config_poller(settings, self.reload_config), self._repository_poller()) if p]
-        if repository_models_at_start is None:
-            repository_models_at_start = [m.name for m in self.repository.model_configs()] if self.repository else []
-        self._repository_at_start = frozenset(repository_models_at_start)
-        self._apply_models(settings.models)
+        if lifecycle is None:
+            from tfaas.coordinator import LocalLifecycle  # NOTE: the coordinator imports this module's neighbours
+
+            lifecycle = LocalLifecycle(settings, repository_models_at_start)
+        self.lifecycle = lifecycle
+        self.rotation: Rotation = rotation if rotation is not None else InProcess()
+        self._decision = NO_DECISION
+        self._changed = threading.Condition()
+        self._applied: dict[str, tuple[AspiredVersion, ...]] = {}
+        self._incarnations: dict[str, float] = {}
+        self._shed = 0
+        self._started = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start loading: the manager's thread, then the source (whose first poll aspires versions)."""
+        """Start the manager, then follow the coordinator's decisions, reporting every state change."""
         self.manager.start()
-        self._source.start()
-        for poller in self._pollers:
-            poller.start()
-        self._started.set()
+        self.bus.subscribe(lambda event: self.report())
+        self.lifecycle.connect(self._apply)
+        self.report()
+        self._started = True
 
     def stop(self) -> None:
-        """Stop watching, then unload every version once its in-flight requests have finished."""
-        if self._started.is_set():
-            for poller in self._pollers:
-                poller.stop()
-            self._source.stop()
+        """Stop following, then unload every version once its in-flight requests have finished."""
+        if self._started:
+            self.lifecycle.close()
             self.manager.stop()
         self.monitor.close()
 
+    def report(self) -> None:
+        """Tell the coordinator whether this worker listens and the state of each of its versions."""
+        states = {s.id: s for name in self.monitor.model_names() for s in self.monitor.version_states(name).values()}
+        self.lifecycle.report(WorkerReport(listening=self.rotation.listening, states=states))
+        with self._changed:
+            self._changed.notify_all()
+
     def reload_config(self) -> bool:
-        """Re-read the model list and apply it: new models load, removed ones unload, the others
-        keep serving (a changed label or policy applies at once). A list that does not parse or
-        validate is refused with a logged error, and the one in force stays."""
-        try:
-            models = reload_models(self.settings)
-        except ConfigError as exc:
-            log.error("Refusing the new model config, keeping the one in force: %s", exc)
-            return False
-        if models is None:  # NOTE: TF Serving's words; an editor's half-written file must not unload everything
-            log.info("Taking no action for empty config %s", model_list_file(self.settings))
-            return True
-        self._apply_models(models)
-        log.info("Model config reloaded: %d configured models", len(models))
-        return True
+        """Ask the coordinator to re-read the model config file (new models load, removed ones unload);
+        False when the file was refused (the config in force stays)."""
+        return self.lifecycle.reload_config()
 
     def refresh_repository(self) -> None:
-        """Serve the models now in the model repository (called on its changes, and after uploads)."""
-        self._apply_models(self._configured)
+        """Ask the coordinator to serve the models now in the model repository (after an upload or delete)."""
+        self.lifecycle.refresh_repository()
 
-    def _repository_poller(self) -> FilePoller | None:
-        if self.repository is None:
-            return None
-        # NOTE: adding or removing a model directory changes the root's mtime; versions inside a
-        # model are the filesystem source's business.
-        return FilePoller(
-            str(self.repository.root), max(self.settings.file_system_poll_wait_seconds, 0.5), self.refresh_repository
-        )
+    def _apply(self, decision: Decision) -> None:
+        """Follow a new decision: route requests by it, then load and unload what it aspires here."""
+        for name, model in decision.models.items():
+            self.manager.set_swap_policy(name, model.config.swap_policy)
+        with self._changed:
+            self._decision = decision
+            self._changed.notify_all()
+        for name, model in decision.models.items():
+            self._aspire(name, model)
+        for name in set(self._applied) - set(decision.models):
+            del self._applied[name]
+            self.manager.set_aspired_versions(name, [])
+        self.rotation.set(decision.rotation)
+        if decision.shed > self._shed:
+            self._shed = decision.shed
+            self.rotation.shed_connections()
 
-    def _apply_models(self, configured: Sequence[ModelConfig]) -> None:
-        """Serve ``configured`` plus the repository's models (a configured model wins a name clash)."""
-        with self._apply_lock:
-            models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
-            models.update((m.name, m) for m in configured)
-            self._configured = tuple(configured)
-            # NOTE: a model deleted from the repository and uploaded again is an upload like any other.
-            self._repository_at_start &= models.keys()
-            if models == self._models:
-                return
-            added, removed = sorted(models.keys() - self._models.keys()), sorted(self._models.keys() - models.keys())
-            self._models = models
-            for model in models.values():
-                self.manager.set_swap_policy(model.name, model.swap_policy)
-            self._source.update_config([_source_config(m, removable=m not in configured) for m in models.values()])
-            if added or removed:
-                log.info("Serving %d models (added %s, removed %s)", len(models), added, removed)
+    def _aspire(self, name: str, model: ModelDecision) -> None:
+        """Hand the manager the versions ``model`` aspires here, when they changed (all afresh when the
+        model is a new incarnation: deleted and created again under its name)."""
+        replace = model.incarnation > self._incarnations.setdefault(name, model.incarnation)
+        self._incarnations[name] = max(model.incarnation, self._incarnations[name])
+        if not replace and self._applied.get(name) == model.aspired:
+            return
+        self._applied[name] = model.aspired
+        loaders = [(v.id, self._loader(v, model.config)) for v in model.aspired]
+        self.manager.set_aspired_versions(name, loaders, replace=replace)
 
-    def _on_aspired_versions(self, name: str, versions: list[AspiredVersion]) -> None:
-        self.manager.set_aspired_versions(name, [(v.id, self._loader(v)) for v in versions])
-
-    def _loader(self, version: AspiredVersion) -> Loader:
+    def _loader(self, version: AspiredVersion, model: ModelConfig) -> Loader:
         """The version's loader, behind a batching one when its model is batched."""
         loader = self._loader_factory(version.id, version.path)
-        model = self._models.get(version.id.name)
-        if model is None or not batching_enabled(self.settings, model):
+        if not batching_enabled(self.settings, model):
             return loader
         per_version = os.path.join(version.path, PER_VERSION_BATCHING_FILE)
         return BatchingLoader(
@@ -192,33 +232,31 @@ class ServerCore:
 
     @property
     def model_names(self) -> list[str]:
-        """The configured models, sorted."""
-        return sorted(self._models)
+        """The models the server serves, sorted."""
+        return sorted(self._decision.models)
 
     def get_handle(self, spec: ModelSpec) -> ServableHandle:
-        """Resolve a request's model spec to a handle on a loaded version (release it when done)."""
-        version = spec.version
-        if spec.label is not None:
-            version = self._label_version(spec.name, spec.label)
+        """Resolve a request's model spec to a handle on a version the server serves (release it when done).
+
+        The latest is the server's: the highest version that every worker in rotation serves.
+        """
+        model = self._decision.models.get(spec.name)
+        version = spec.version if spec.label is None else self._label_version(spec.name, spec.label)
+        if model is None:
+            raise _not_found(spec.name, version)
+        if version is None and model.serving:
+            version = model.serving[0]
+        elif version is None or version not in model.serving:
+            raise _not_serving(spec.name, version, model)
         try:
             return self.manager.get_handle(spec.name, version)
-        except NotFound:
-            # NOTE: a version on disk that will load once it is complete and settled (a copy in progress) is
-            # worth a retry; a model with no such version is not, however long one waits.
-            waiting = self._waiting_versions(spec.name)
-            wanted = max(waiting, default=None) if version is None else version
-            if wanted in waiting:
-                raise Unavailable(f"Model {spec.name} is loading: version {wanted} {waiting[wanted]}") from None
-            raise
-
-    def _waiting_versions(self, name: str) -> Mapping[int, str]:
-        status = self._source.base_path_status(name)
-        return status.waiting if status is not None else {}
+        except NotFound:  # NOTE: serves elsewhere, and here in a moment (this worker follows a step behind)
+            raise Unavailable(f"Model {spec.name} is loading: version {version} is loading") from None
 
     def version_labels(self, name: str) -> Mapping[str, int]:
         """The labels configured for ``name`` (empty for an unknown model)."""
-        model = self._models.get(name)
-        return model.version_labels if model else {}
+        model = self._decision.models.get(name)
+        return model.config.version_labels if model else {}
 
     def _label_version(self, name: str, label: str) -> int:
         labels = self.version_labels(name)
@@ -226,12 +264,16 @@ class ServerCore:
             raise InvalidArgument(f"Unrecognized servable version label: {label}")
         return labels[label]
 
+    def states(self, name: str) -> Mapping[int, ServableState]:
+        """The server's state of every known version of ``name``, highest first (empty if unknown)."""
+        return self._decision.states.get(name, {})
+
     def version_states(self, name: str, version: int | None = None) -> list[ServableState]:
         """States for the status API: every known version of ``name`` (highest first), or one.
 
         Raises ``NotFound`` with TF Serving's messages for an unknown model or version.
         """
-        states = self.monitor.version_states(name)
+        states = self.states(name)
         if not states:
             raise NotFound(f"Could not find any versions of model {name}")
         if version is None:
@@ -240,66 +282,52 @@ class ServerCore:
             raise NotFound(f"Could not find version {version} of model {name}")
         return [states[version]]
 
+    def available_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` the server serves, highest first."""
+        model = self._decision.models.get(name)
+        return list(model.serving) if model else []
+
     @property
     def readiness_models(self) -> list[str]:
         """The models readiness waits for, sorted: the configured ones, and the model repository's that
         were there when the server started. A model uploaded since never makes the server unready."""
-        configured = {m.name for m in self._configured}
-        return sorted(n for n in self._models if n in configured or n in self._repository_at_start)
+        return list(self._decision.readiness_models)
 
     def is_ready(self) -> bool:
-        """True once every model readiness waits for has at least one AVAILABLE version.
-
-        NOTE: takes no lock (``wait_until_ready`` calls it under the state monitor's).
-        """
-        return all(self.manager.available_versions(name) for name in self.readiness_models)
+        """True once the coordinator decided and every model readiness waits for serves."""
+        return self._decision is not NO_DECISION and not self._decision.not_ready
 
     def not_ready(self) -> dict[str, str]:
-        """Each model readiness waits for that has no AVAILABLE version, with why (empty once ready)."""
-        return {
-            name: self._why_not_serving(name)
-            for name in self.readiness_models
-            if not self.manager.available_versions(name)
-        }
+        """Each model readiness waits for that serves no version, with why (empty once ready)."""
+        if self._decision is NO_DECISION:
+            return {"*": "the server's lifecycle has not decided yet"}
+        return dict(self._decision.not_ready)
 
-    def _why_not_serving(self, name: str) -> str:
-        """Why ``name`` has no AVAILABLE version: a version loading, one on its way, one that failed, or
-        what the disk shows."""
-        loading = self.manager.loading_versions(name)
-        if loading:
-            return f"version {loading[0]} is loading"
-        status = self._source.base_path_status(name)
-        if status is None:
-            return "its base path has not been read yet"
-        failed = [s for s in self.monitor.version_states(name).values() if s.error and s.id.version in status.versions]
-        if failed and not status.waiting:
-            return f"version {failed[0].id.version} failed to load: {failed[0].error}"
-        return status.describe()
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``predicate()`` (checked at each decision and state change) or ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
 
     def wait_until_ready(self, timeout: float) -> bool:
         """Block until ``is_ready()`` or ``timeout`` seconds; for tests and start-up scripts."""
-        return self.monitor.wait_until(self.is_ready, timeout)
+        return self.wait_until(self.is_ready, timeout)
+
+
+def _not_found(name: str, version: int | None) -> NotFound:
+    """TF Serving's words for a model or version that does not exist."""
+    if version is None:
+        return NotFound(f"Servable not found for request: Latest({name})")
+    return NotFound(f"Servable not found for request: Specific({name}, {version})")
+
+
+def _not_serving(name: str, version: int | None, model: ModelDecision) -> Exception:
+    """503 for a version on its way (worth a retry), 404 for one that will not come by waiting."""
+    wanted = max(model.loading, default=None) if version is None else version
+    if wanted in model.loading:
+        return Unavailable(f"Model {name} is loading: version {wanted} {model.loading[wanted]}")
+    return _not_found(name, version)
 
 
 def batching_enabled(settings: Settings, model: ModelConfig) -> bool:
     """Whether ``model`` is batched: its own ``batching`` wins over the server's ``enable_batching``."""
     return settings.enable_batching if model.batching is None else model.batching is not False
-
-
-def _source_config(model: ModelConfig, removable: bool) -> ServableSourceConfig:
-    """What the source watches for ``model``; ``removable`` for the model repository's, which a delete removes."""
-    return ServableSourceConfig(
-        name=model.name,
-        base_path=model.base_path,
-        version_policy=model.version_policy,
-        settle_seconds=model.settle_seconds,
-        removable=removable,
-    )
-
-
-def _config_poller(settings: Settings, reload: Callable[[], bool]) -> FilePoller | None:
-    """A poller of the model config file when one is configured and polling is on."""
-    path = model_list_file(settings)
-    if not path or settings.model_config_file_poll_wait_seconds <= 0:
-        return None
-    return FilePoller(path, settings.model_config_file_poll_wait_seconds, reload)

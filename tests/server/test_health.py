@@ -64,7 +64,7 @@ def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
             name: "version 1 is loading" for name in ("a", "b") if not GATES[name].is_set()
         }
         GATES[gate].set()
-        assert core.monitor.wait_until(lambda g=gate: core.manager.available_versions(g) == [1], 5)
+        assert core.wait_until(lambda g=gate: core.available_versions(g) == [1], 5)
     assert ready.status_code == 200
     assert ready.json == {"status": "ready", "models": {"a": [1], "b": [1]}}
     assert ready.content_type == alive.content_type == "application/json"
@@ -72,7 +72,7 @@ def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
 
 def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore):
     GATES["a"].set()
-    assert core.monitor.wait_until(lambda: core.manager.available_versions("a") == [1], 5)
+    assert core.wait_until(lambda: core.available_versions("a") == [1], 5)
     assert create_app(core).test_client().get("/readyz").json == {
         "status": "not ready",
         "models": {"a": [1], "b": []},
@@ -81,8 +81,13 @@ def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore):
 
 
 def test_no_configured_model_is_ready():
-    client = create_app(ServerCore(Settings())).test_client()
-    assert client.get("/readyz").json == {"status": "ready", "models": {}}
+    core = ServerCore(Settings())
+    core.start()
+    try:
+        assert core.wait_until_ready(5)
+        assert create_app(core).test_client().get("/readyz").json == {"status": "ready", "models": {}}
+    finally:
+        core.stop()
 
 
 def test_readyz_says_why_a_model_without_versions_is_not_ready(tmp_path: Path):

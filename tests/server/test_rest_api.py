@@ -64,7 +64,7 @@ def client(tmp_path: Path):
     )
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
-    assert core.monitor.wait_until(lambda: core.manager.available_versions("m") == [2, 1], 5)
+    assert core.wait_until(lambda: core.available_versions("m") == [2, 1], 5)
     yield create_app(core).test_client()
     core.stop()
 

@@ -80,6 +80,15 @@ class _ServingEntry:
 AspiredList = Sequence[tuple[ServableId, Loader]]
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An aspired list not applied yet; ``replace``: every version loaded now goes first, even one with the
+    same id (the model was deleted and created again: same name and versions, other files)."""
+
+    versions: AspiredList
+    replace: bool = False
+
+
 def _lower_priority(niceness: int) -> None:
     """Make the calling (load or unload) thread ``niceness`` nicer, so requests keep the CPU during a swap.
 
@@ -127,13 +136,16 @@ class AspiredVersionsManager:
         with self._lock:
             self._policies[name] = SWAP_POLICIES[policy] if isinstance(policy, str) else policy
 
-    def set_aspired_versions(self, name: str, versions: AspiredList) -> None:
+    def set_aspired_versions(self, name: str, versions: AspiredList, replace: bool = False) -> None:
         """Record the complete list of versions a source wants for ``name``; applied asynchronously.
 
-        Only the newest request per model is kept: a newer list replaces one not yet applied.
+        Only the newest request per model is kept: a newer list replaces one not yet applied (and inherits
+        its ``replace``). With ``replace``, every version of ``name`` loaded now is unloaded before the list
+        applies, so a version with an id already loaded is loaded again from its path.
         """
         with self._lock:
-            self._pending[name] = list(versions)
+            earlier = self._pending.get(name)
+            self._pending[name] = _Pending(list(versions), replace or (earlier is not None and earlier.replace))
         self._wake.set()
 
     # ---- the request side -----------------------------------------------------------------------
@@ -165,7 +177,7 @@ class AspiredVersionsManager:
         highest first."""
         with self._lock:
             managed = self._managed.get(name, {})
-            pending = {id.version for id, _ in self._pending.get(name, ())}
+            pending = {id.version for id, _ in self._pending[name].versions} if name in self._pending else set()
             loading = {
                 v for v, h in managed.items() if h.is_aspired and h.state in (HarnessState.NEW, HarnessState.LOADING)
             } | pending
@@ -253,13 +265,19 @@ class AspiredVersionsManager:
         if name not in self._pending:
             return []
         managed = self._managed.setdefault(name, {})
-        wanted = {id.version: (id, loader) for id, loader in self._pending[name]}
+        pending = self._pending[name]
+        wanted = {id.version: (id, loader) for id, loader in pending.versions}
+        events = []
+        if pending.replace:
+            if _replace_pending(managed):
+                return []  # NOTE: postponed until every version loaded now is gone
+            events = [(h.id, ManagerState.END) for h in managed.values() if h.state is HarnessState.NEW]
+            managed.clear()  # NOTE: what is left failed or never loaded: the new list starts afresh
         if any(managed.get(v) and managed[v].state is HarnessState.UNLOADING for v in wanted):
             return []  # NOTE: postponed: a version coming back must finish leaving first
         del self._pending[name]
         for version, harness in managed.items():
             harness.is_aspired = version in wanted
-        events = []
         for version, (id, loader) in wanted.items():
             harness = managed.get(version)
             if harness is None or harness.state is HarnessState.DISABLED:
@@ -354,3 +372,11 @@ class AspiredVersionsManager:
         else:
             serving.pop(name, None)
         self._serving = serving
+
+
+def _replace_pending(managed: Mapping[int, LoaderHarness]) -> bool:
+    """For a replacing list: take every version of the model out of the aspired set; True while one of
+    them is still loaded, loading or unloading (the swap policy unloads them)."""
+    for harness in managed.values():
+        harness.is_aspired = False
+    return any(h.state not in (HarnessState.NEW, HarnessState.DISABLED, HarnessState.ERROR) for h in managed.values())

@@ -1,8 +1,9 @@
-"""Runs the app under gunicorn, building one ``ServerCore`` per worker after the fork.
+"""Runs the app under gunicorn: one lifecycle coordinator, and one ``ServerCore`` per worker after the fork.
 
 NOTE: TensorFlow is not fork-safe, so nothing here imports it or loads a model in the master: the app
 is never preloaded, each worker builds its own core in ``load()``, and models then load on the core's
-thread pools while the worker already answers (503 for a model that is still loading).
+thread pools. The master forks the lifecycle coordinator first (``coordinator_process``): it decides
+which versions serve, for every worker, and each worker follows it.
 
 Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the master:
 
@@ -10,16 +11,15 @@ Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the ma
   on; each worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
   seconds at most), then unloads its models in ``worker_exit``; the master exits 0.
 - ``SIGHUP``: a reload of the model config, *not* gunicorn's reload (which starts new workers that
-  would load every model again, answering 503 meanwhile). :class:`TfaasArbiter` forwards the signal
-  to every worker, and each worker's :class:`SighupReloader` calls ``ServerCore.reload_config()`` on
-  a thread of its own: added models load, removed ones unload, the others keep serving untouched.
+  would load every model again). :class:`TfaasArbiter` forwards the signal to the coordinator, which
+  re-reads the model list: added models load in every worker, removed ones unload, the others keep
+  serving untouched. A worker's own SIGHUP (:class:`SighupReloader`) asks the coordinator the same.
   Settings other than the model list (port, workers, ...) need a restart. A worker that gunicorn
-  starts later, in place of one that died, reads the model list as its file is then.
+  starts later, in place of one that died, follows the coordinator like the others.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import queue
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from tfaas.config import Settings, model_list_file, reload_models
-from tfaas.errors import ConfigError
+from tfaas.config import Settings
 from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
+from tfaas.server.coordinator_process import CoordinatorProcess, RemoteLifecycle
 from tfaas.server.listeners import check_port_free
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
 
@@ -50,9 +50,9 @@ class TfaasApplication(BaseApplication):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # NOTE: read in the master, at start: a worker started later (in place of one that died) waits for
-        # the same repository models as the first ones, not for a model uploaded since that cannot load.
-        self.repository_models_at_start = _repository_models(settings)
+        # NOTE: read in the master, at start: a coordinator started later (in place of one that died) waits
+        # for the same repository models as the first one, not for a model uploaded since that cannot load.
+        self.coordinator = CoordinatorProcess(settings, _repository_models(settings))
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         super().__init__(prog="tfaas serve")
@@ -96,9 +96,7 @@ class TfaasApplication(BaseApplication):
             import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
         s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
-        self.core = ServerCore(
-            with_current_models(self.settings), repository_models_at_start=self.repository_models_at_start
-        )
+        self.core = ServerCore(s, lifecycle=RemoteLifecycle(self.coordinator.address, self.coordinator.authkey))
         self.core.start()
         self.reloader.start(self.core.reload_config)
         return AsgiFront(self.core, create_app(self.core), self.settings.threads)
@@ -144,33 +142,29 @@ def remove_repository_leftovers(settings: Settings) -> None:
         log.info("Removed %s, left by an upload or delete that did not finish", path)
 
 
-def with_current_models(settings: Settings) -> Settings:
-    """``settings`` with the model list as its file says now.
-
-    NOTE: the master read the list once, at start. A worker started later (one that replaced a crashed
-    worker) must serve the list the running workers have reloaded since, not that first one.
-    """
-    if not model_list_file(settings):
-        return settings
-    try:
-        models = reload_models(settings)
-    except ConfigError as exc:
-        log.error("Cannot read the model config, serving the one read at start: %s", exc)
-        return settings
-    return settings if models is None else dataclasses.replace(settings, models=models)
-
-
 class TfaasArbiter(Arbiter):
-    """gunicorn's master, where SIGHUP reloads the model config in every worker instead of replacing
-    the workers."""
+    """gunicorn's master, which runs the lifecycle coordinator beside the workers, and where SIGHUP
+    reloads the model config instead of replacing the workers."""
 
     def start(self) -> None:
+        """gunicorn's start (signals, logging), then the coordinator, before any worker."""
         self.log.error_log.addFilter(ListenerAddresses(self.cfg.address))
         super().start()
+        self.app.coordinator.start()
+
+    def manage_workers(self) -> None:
+        """gunicorn's, and a new coordinator in place of one that died."""
+        self.app.coordinator.restart_if_dead()
+        super().manage_workers()
+
+    def stop(self, graceful: bool = True) -> None:
+        """gunicorn's stop of the workers, then the coordinator's."""
+        super().stop(graceful)
+        self.app.coordinator.stop()
 
     def handle_hup(self) -> None:
-        self.log.info("Hang up: reloading the model config in every worker (workers are not restarted)")
-        self.kill_workers(signal.SIGHUP)
+        self.log.info("Hang up: reloading the model config (workers are not restarted)")
+        self.app.coordinator.reload()
 
 
 class SighupReloader:

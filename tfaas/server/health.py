@@ -40,7 +40,7 @@ def readyz() -> Response:
     """``GET /readyz``: 200 when every model readiness waits for serves, 503 (naming those that do not,
     and why) until then."""
     core: ServerCore = current_app.extensions["tfaas.core"]
-    models = {name: core.manager.available_versions(name) for name in core.readiness_models}
+    models = {name: core.available_versions(name) for name in core.readiness_models}
     not_ready = core.not_ready()
     if not not_ready:
         return _json({"status": "ready", "models": models})

@@ -376,7 +376,7 @@ def list_models() -> Response:
     core = _core()
     models = []
     for name in core.model_names:
-        states = core.monitor.version_states(name)
+        states = core.states(name)
         models.append(
             {
                 "name": name,

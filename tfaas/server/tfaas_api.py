@@ -198,7 +198,7 @@ def models() -> Response:
 def _model_entry(core: ServerCore, name: str) -> dict[str, Any]:
     """TFaaS's params keys, the version that serves and its state; else the newest version's state and
     the error that ended it, if one did (an upload that cannot load says why here)."""
-    latest = next(iter(core.monitor.version_states(name).values()), None)
+    latest = next(iter(core.states(name).values()), None)
     try:
         with core.get_handle(ModelSpec(name)) as handle:
             params = handle.servable.params
@@ -305,7 +305,7 @@ def status() -> Response:
             "NGo": threading.active_count(),
             "Uptime": time.time() - _STARTED,
             "models": {
-                name: [str(v) for v in _core().manager.available_versions(name)] for name in _core().model_names
+                name: [str(v) for v in _core().available_versions(name)] for name in _core().model_names
             },
         }
     )
