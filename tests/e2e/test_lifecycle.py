@@ -72,25 +72,29 @@ def test_port_answers_while_models_load_and_loading_model_is_503(server):
 
 
 class Client(threading.Thread):
-    """Sends predict requests without pause until stopped; records every answer or failure."""
+    """Sends predict requests without pause until stopped; records every answer or failure.
 
-    def __init__(self, server: ServerProcess, model: str) -> None:
+    ``fresh``: a new connection per request (else one keep-alive connection, which stays with one worker).
+    """
+
+    def __init__(self, server: ServerProcess, model: str, fresh: bool = False) -> None:
         super().__init__(daemon=True)
-        self.server, self.model = server, model
-        self.answers: list[tuple[float, float]] = []  # (monotonic time, prediction)
+        self.server, self.model, self.fresh = server, model, fresh
+        self.answers: list[tuple[float, float]] = []  # (monotonic time the request was sent, prediction)
         self.failures: list[str] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
         with requests.Session() as session:
             while not self._halt.is_set():
+                sent = time.monotonic()
                 try:
-                    response = predict(self.server, self.model, session=session)
+                    response = predict(self.server, self.model, session=requests if self.fresh else session)
                 except requests.RequestException as exc:
                     self.failures.append(repr(exc))
                     continue
                 if response.status_code == 200:
-                    self.answers.append((time.monotonic(), response.json()["predictions"][0][0]))
+                    self.answers.append((sent, response.json()["predictions"][0][0]))
                 else:
                     self.failures.append(f"{response.status_code} {response.text}")
 
@@ -99,11 +103,15 @@ class Client(threading.Thread):
         self.join(30)
 
 
-def test_hot_swap_under_load_fails_no_request(server, models_root, half_plus):
-    base = models_root / "swap"
-    server.wait_available("swap", 1)
-    v2 = half_plus(3)
-    clients = [Client(server, "swap") for _ in range(2)]
+def assert_hot_swap_fails_no_request(server: ServerProcess, base: Path, v2: Path, clients: list[Client]) -> None:
+    """Copy ``v2`` (``0.5 * x + 3``) in as version 2 of the model at ``base`` (version 1: ``0.5 * x + 2``)
+    while ``clients`` send predicts, then remove it again.
+
+    No request may fail; once the server has said version 1 is gone and answered with version 2, every
+    request sent until version 2 is removed gets version 2's answer.
+    """
+    model = base.name
+    server.wait_available(model, 1)
     for client in clients:
         client.start()
     try:
@@ -112,18 +120,21 @@ def test_hot_swap_under_load_fails_no_request(server, models_root, half_plus):
         copied = time.monotonic()
         wait_for(
             lambda: (
-                server.version_states("swap").get(2) == "AVAILABLE"
-                and server.version_states("swap").get(1) in (None, "END")
+                server.version_states(model).get(2) == "AVAILABLE"
+                and server.version_states(model).get(1) in (None, "END")
             ),
             timeout=10,
         )
         swapped = time.monotonic() - copied
         assert swapped < 3.0, f"version 2 took {swapped:.2f} s to replace version 1"
-        wait_for(lambda: answer(server, "swap") == 3.5, timeout=5)
+        wait_for(lambda: answer(server, model) == 3.5, timeout=5)
+        swapped_at = time.monotonic()
+        time.sleep(1.0)  # NOTE: a second of load on version 2 alone
 
+        removing = time.monotonic()
         shutil.rmtree(base / "2")
-        wait_for(lambda: server.version_states("swap").get(1) == "AVAILABLE", timeout=10)
-        wait_for(lambda: answer(server, "swap") == 2.5, timeout=5)
+        wait_for(lambda: server.version_states(model).get(1) == "AVAILABLE", timeout=10)
+        wait_for(lambda: answer(server, model) == 2.5, timeout=5)
     finally:
         for client in clients:
             client.stop()
@@ -131,7 +142,14 @@ def test_hot_swap_under_load_fails_no_request(server, models_root, half_plus):
     assert [f for c in clients for f in c.failures] == []
     assert {value for _, value in answers} == {2.5, 3.5}
     assert len(answers) > 20
+    stale = [value for sent, value in answers if swapped_at < sent < removing and value != 3.5]
+    assert stale == [], f"{len(stale)} answers from version 1 after the server said it was gone"
     print(f"swap: copy finished -> version 2 AVAILABLE, version 1 gone in {swapped:.2f} s")
+
+
+def test_hot_swap_under_load_fails_no_request(server, models_root, half_plus):
+    clients = [Client(server, "swap") for _ in range(2)]
+    assert_hot_swap_fails_no_request(server, models_root / "swap", half_plus(3), clients)
 
 
 def test_half_copied_version_is_loaded_once_complete(server, models_root, half_plus):

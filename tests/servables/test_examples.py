@@ -48,10 +48,10 @@ def test_dense42(outdir: Path) -> None:
     outputs = servable.run("serving_default", {"inputs": rows})["outputs"]
     assert outputs.shape == (1, 1)
     assert 0.0 < float(outputs[0, 0]) < 1.0
-    np.testing.assert_allclose(outputs, _dense42_in_numpy(rows), rtol=1e-5)
+    np.testing.assert_allclose(outputs, dense42_in_numpy(rows), rtol=1e-5)
 
 
-def _dense42_in_numpy(rows: np.ndarray) -> np.ndarray:
+def dense42_in_numpy(rows: np.ndarray) -> np.ndarray:
     """The network the model should hold: relu hidden layers, a sigmoid output, the seeded weights."""
     *hidden_layers, (weights, biases) = dense42_weights()
     for hidden_weights, hidden_biases in hidden_layers:
