@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,6 +62,13 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [*command, *args], stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
         )
+
+    def booted_workers(self) -> list[int]:
+        """The PIDs of the workers gunicorn booted, in order, from its ``Booting worker with pid: N`` lines.
+
+        NOTE: from the log, not from the server's children: the lifecycle coordinator is a child too.
+        """
+        return [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", self.log())]
 
     def wait_listening(self, timeout: float = 120) -> None:
         """Wait until ``GET /healthz`` answers 200 (models may still be loading); fail if the server exits.

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -119,7 +118,7 @@ def test_requests_the_listener_queued_when_sigterm_comes_are_all_answered(start_
     install_version(half_plus(2.0), tmp_path / "half", 1)
     server = start_server("--model_name", "half", "--model_base_path", str(tmp_path / "half"))
     server.wait_available("half", 1)
-    (worker,) = map(int, subprocess.check_output(["ps", "-o", "pid=", "--ppid", str(server.process.pid)]).split())
+    (worker,) = server.booted_workers()
     body = b'{"instances": [[1.0]]}'
     request = b"POST /v1/models/half:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     os.kill(worker, signal.SIGSTOP)

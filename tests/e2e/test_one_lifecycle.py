@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import signal
 import tarfile
 import threading
@@ -110,14 +109,6 @@ def is_ready(server: ServerProcess) -> bool:
         return False
 
 
-def booted_workers(server: ServerProcess) -> list[int]:
-    """The PIDs of the workers gunicorn booted, in order, from its ``Booting worker with pid: N`` lines.
-
-    NOTE: from the log, not from the server's children: a server may run children that are no workers.
-    """
-    return [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", server.log())]
-
-
 def parent(pid: int) -> int:
     """The parent PID of process ``pid`` (``/proc/<pid>/stat``'s fourth field, after the command name)."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -130,7 +121,7 @@ def expected_workers() -> int:
 
 def assert_default_workers(server: ServerProcess) -> int:
     """Assert the server booted the default worker count's minimum; return how many it booted."""
-    booted = wait_for(lambda: len(booted_workers(server)) >= expected_workers() and booted_workers(server), 30)
+    booted = wait_for(lambda: len(server.booted_workers()) >= expected_workers() and server.booted_workers(), 30)
     return len(booted)
 
 
@@ -307,7 +298,7 @@ def test_kill_9_of_a_worker_costs_at_most_the_requests_in_flight_and_no_503(star
     server = start_plain(start_server, examples)
     wait_for(lambda: is_ready(server), 180)
     assert_default_workers(server)
-    workers = booted_workers(server)
+    workers = server.booted_workers()
     clients = [FreshClient(server, EXAMPLE_PROBES) for _ in range(4)]
     for client in clients:
         client.start()
@@ -330,7 +321,7 @@ def test_kill_9_of_a_worker_costs_at_most_the_requests_in_flight_and_no_503(star
     answered = [(probe, answer) for probe, answer in results if answer.status not in (0, 503)]
     assert not wrong(answered), report
 
-    wait_for(lambda: len(booted_workers(server)) == len(workers) + 1, 60)
+    wait_for(lambda: len(server.booted_workers()) == len(workers) + 1, 60)
     wait_for(lambda: is_ready(server), 60)
     after = wrong(fresh_predicts(server, EXAMPLE_PROBES, 20))
     assert not after, f"after the replacement booted: {after}"

@@ -134,7 +134,7 @@ def _run_coordinator(process: CoordinatorProcess, master_pid: int) -> int:
     except Exception:
         log.exception("The lifecycle coordinator could not start")
         return 1
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=coordinator.reload_config, daemon=True).start())
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload, args=(coordinator,), daemon=True).start())
     assert process._listener is not None
     hub = threading.Thread(target=_accept_workers, args=(process._listener, coordinator), daemon=True)
     hub.start()
@@ -146,6 +146,11 @@ def _run_coordinator(process: CoordinatorProcess, master_pid: int) -> int:
     coordinator.stop()
     sys.stdout.flush()
     return 0
+
+
+def _reload(coordinator: Any) -> None:
+    log.info("SIGHUP: reloading the model config")
+    coordinator.reload_config()
 
 
 def _accept_workers(listener: Listener, coordinator: Any) -> None:
