@@ -343,8 +343,8 @@ def per_version_table(readings: list[Reading], src: Path) -> list[str]:
     names = list(MODEL_SETS)
     rows = [
         "| what a worker holds | on disk | VmRSS per worker, 1 worker / 2 workers | of it anonymous (1 / 2) "
-        "| private (1 / 2) | estimate (worker_count.py) |",
-        "|---|---|---|---|---|---|",
+        "| estimate (worker_count.py) |",
+        "|---|---|---|---|---|",
     ]
     for before, after in zip([None, *names], names):
         added = [m for m in MODEL_SETS[after] if before is None or m not in MODEL_SETS[before]]
@@ -357,7 +357,7 @@ def per_version_table(readings: list[Reading], src: Path) -> list[str]:
             value = by[(after, n)].worker_mean(what) - (by[(before, n)].worker_mean(what) if before else 0)
             return f"{value:+.0f}" if before else f"{value:.0f}"
 
-        cells = [" / ".join(growth(w, n) for n in WORKER_COUNTS) for w in ("rss", "anon", "private")]
+        cells = [" / ".join(growth(w, n) for n in WORKER_COUNTS) for w in ("rss", "anon")]
         rows.append(f"| {label} | {disk} | {' | '.join(cells)} | {estimate} |")
     return rows
 
@@ -378,7 +378,10 @@ def section(readings: list[Reading], src: Path, started: datetime, seconds: floa
         "`dense42` (`python -m tfaas.examples`); *big* = perf/swap.py's dense network (six 4096×4096 float32 "
         "matrices). MiB; VmRSS counts the shared libraries' pages in every process that maps them (RssFile), "
         "PSS divides them among those processes (its sum is what the server takes), private (USS) is what "
-        "ending the process would free.",
+        "ending the process would free. PSS and USS depend on what else on the machine maps the same "
+        "libraries: with one worker and no other TensorFlow process running, a worker's library pages count "
+        "as private (its USS is then ~550 MiB instead of ~190), so they vary between runs; VmRSS, RssAnon and "
+        "RssFile do not.",
         "",
         *process_table(readings),
         "",
@@ -388,14 +391,13 @@ def section(readings: list[Reading], src: Path, started: datetime, seconds: floa
         f"{SHARED_LIBRARY_BYTES / MIB:.0f} MiB of shared libraries counted once, the file part; "
         f"{VERSION_OVERHEAD_BYTES / MIB:.0f} MiB + {RSS_PER_DISK_BYTE:g} × the version directory's size per "
         "loaded version; the worker count adds one more version per model for an availability-preserving "
-        "swap, left out here). PSS depends on what else maps the same libraries (other TensorFlow processes "
-        "on the machine), so it varies between runs; VmRSS and its parts do not:",
+        "swap, left out here):",
         "",
         *per_version_table(readings, src),
         "",
         f"With 2 workers, the examples and big, the server takes {big.total('rss'):.0f} MiB by VmRSS summed and "
-        f"{big.total('pss'):.0f} MiB by PSS; each further worker adds about {big.worker_mean('private'):.0f} MiB "
-        "(its private memory): every worker holds its own copy of every model.",
+        f"{big.total('pss'):.0f} MiB by PSS; each further worker adds about {big.worker_mean('anon'):.0f} MiB "
+        "(its anonymous memory; the libraries' pages are shared): every worker holds its own copy of every model.",
         "",
         "The default worker count this checkout picks on this machine (`workers: 0`) for each model set:",
         "",
