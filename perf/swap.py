@@ -1333,16 +1333,16 @@ def section(run: Run) -> str:
     return "\n".join(parts)
 
 
-def write_results(text: str, path: Path = RESULTS) -> None:
-    """Replace the swap section of RESULTS.md (between its markers, or from its title to the next
-    ``## `` heading or bench marker), leaving everything else as it is."""
+def write_results(text: str, path: Path = RESULTS, title: str = SECTION_TITLE, end_marker: str = END) -> None:
+    """Replace the section of RESULTS.md that starts with ``title`` (to its ``end_marker``, or to the next
+    ``## `` heading or bench marker), leaving everything else as it is; append it if there is none."""
     old = path.read_text() if path.exists() else "# Performance results\n"
     lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_TITLE)), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith(title)), None)
     if start is None:
         path.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
         return
-    end = next((i for i, line in enumerate(lines) if line.strip() == END and i > start), None)
+    end = next((i for i, line in enumerate(lines) if line.strip() == end_marker and i > start), None)
     if end is not None:
         end += 1
     else:
@@ -1410,13 +1410,14 @@ def effective_settings(config: Path) -> str:
     """The server settings a ``--config`` file gives at this checkout (defaults included), in words."""
     try:
         from tfaas.config import load_settings
+        from tfaas.server.worker_count import choose_workers
 
         settings = load_settings(argparse.Namespace(config_file=str(config)), environ={})
     except Exception as error:  # NOTE: the report says so rather than failing after the run
         return f"settings unknown ({error})"
-    workers = settings.workers or os.cpu_count()
     return (
-        f"{workers} gunicorn worker(s) (`workers: {settings.workers}`), {settings.threads} threads each, "
+        f"{choose_workers(settings).count} gunicorn worker(s) (`workers: {settings.workers}`), "
+        f"{settings.threads} threads each, "
         f"{settings.num_load_threads} load threads, `enable_batching: {settings.enable_batching}`, "
         f"`version_settle_seconds` {settings.version_settle_seconds:g} s, "
         f"`file_system_poll_wait_seconds` {settings.file_system_poll_wait_seconds:g} s"

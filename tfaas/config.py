@@ -578,7 +578,8 @@ class Settings:
     )
     workers: int = _option(
         0,
-        "Worker processes; each one loads every model. 0: one per CPU core (measured best, perf/RESULTS.md).",
+        "Worker processes; each one loads every model, so memory grows with them. 0: one per CPU core, or fewer"
+        " if fewer fit in the memory available (estimated from the models' size on disk; logged at start).",
         check=_at_least(0),
     )
     threads: int = _option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.installed import installed_script
@@ -21,3 +23,10 @@ def test_plain_tfaas_serve_builds_and_serves_the_examples(start_server, tmp_path
     dense = server.post("/v1/models/dense42:predict", json={"instances": [[0.5] * 42, [1.0] * 42]})
     predictions = dense.json()["predictions"]
     assert len(predictions) == 2 and all(0.0 < row[0] < 1.0 for row in predictions)
+
+    # The worker count, and what the memory estimate says of it, in one line at start (the tests' servers
+    # have one worker unless a test asks for more; tests/server/test_worker_count.py covers the default).
+    assert re.search(
+        r"\[INFO\] tfaas\.server: 1 worker: as configured \(`workers: 1`\); \d+ fit in .+ for 2 model\(s\)\)",
+        server.log(),
+    )

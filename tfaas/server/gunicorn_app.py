@@ -38,6 +38,7 @@ from tfaas.model_repository import ModelRepository
 from tfaas.server.coordinator_process import CoordinatorProcess, RemoteLifecycle
 from tfaas.server.listeners import check_port_free
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
+from tfaas.server.worker_count import WorkerChoice, choose_workers
 
 if TYPE_CHECKING:
     from tfaas.server.asgi import AsgiFront
@@ -53,6 +54,7 @@ class TfaasApplication(BaseApplication):
         # NOTE: read in the master, at start: a coordinator started later (in place of one that died) waits
         # for the same repository models as the first one, not for a model uploaded since that cannot load.
         self.coordinator = CoordinatorProcess(settings, _repository_models(settings))
+        self.worker_choice: WorkerChoice | None = None  # chosen in load_config, logged in run()
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         super().__init__(prog="tfaas serve")
@@ -60,9 +62,10 @@ class TfaasApplication(BaseApplication):
     def load_config(self) -> None:
         """Translate our settings into gunicorn's (gunicorn's own CLI parsing is not used)."""
         s = self.settings
+        self.worker_choice = choose_workers(s)
         options = {
             "bind": f"{s.host}:{s.rest_api_port}",
-            "workers": str(s.workers or os.cpu_count() or 1),
+            "workers": str(self.worker_choice.count),
             "worker_class": "tfaas.server.worker.TfaasWorker",
             "threads": str(s.threads),
             "graceful_timeout": str(int(s.graceful_timeout)),
@@ -106,6 +109,8 @@ class TfaasApplication(BaseApplication):
         try:
             check_port_free(self.settings.host, self.settings.rest_api_port)
             arbiter = TfaasArbiter(self)  # NOTE: sets up logging
+            if self.worker_choice is not None:
+                log.log(self.worker_choice.level, "%s", self.worker_choice.message)
             warn_if_anyone_may_write(self.settings)
             remove_repository_leftovers(self.settings)
             arbiter.run()

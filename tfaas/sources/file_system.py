@@ -727,6 +727,15 @@ def _version_dirs(base: str, name: str, notes: dict[str, int]) -> list[_VersionD
     return versions
 
 
+def version_paths(base: str) -> dict[int, str]:
+    """The version directories under ``base`` as the source reads them (version -> path, highest first);
+    empty when ``base`` cannot be listed. For estimates made before the source runs (worker memory)."""
+    try:
+        return {v.version: os.path.join(base, v.name) for v in _version_dirs(base, base, {})}
+    except OSError:
+        return {}
+
+
 def _ready_at(
     state: _ServableState, version_dir: _VersionDir, now: float, notes: dict[str, int], waiting: dict[int, str]
 ) -> float | None:
