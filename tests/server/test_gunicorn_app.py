@@ -8,11 +8,13 @@ import signal
 import subprocess
 import threading
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
 from tfaas.config import Settings
 from tfaas.logs import JsonFormatter
+from tfaas.server.coordinator_process import CoordinatorProcess
 from tfaas.server.gunicorn_app import (
     ListenerAddresses,
     SighupReloader,
@@ -36,20 +38,24 @@ def test_settings_become_gunicorn_settings(tmp_path):
     assert TfaasApplication(Settings()).cfg.worker_tmp_dir is None
 
 
-def test_the_master_forwards_sighup_to_every_worker_instead_of_replacing_them():
-    # NOTE: SIGHUP's default action in the children, even where this test runs under nohup (which ignores it).
-    reset_hup = partial(signal.signal, signal.SIGHUP, signal.SIG_DFL)
-    workers = [subprocess.Popen(["sleep", "60"], preexec_fn=reset_hup) for _ in range(2)]
+def test_the_master_forwards_sighup_to_the_coordinator_instead_of_replacing_the_workers():
+    # NOTE: SIGHUP's default action in the child, even where this test runs under nohup (which ignores it).
+    coordinator = subprocess.Popen(["sleep", "60"], preexec_fn=partial(signal.signal, signal.SIGHUP, signal.SIG_DFL))
+    worker = subprocess.Popen(["sleep", "60"], preexec_fn=partial(signal.signal, signal.SIGHUP, signal.SIG_DFL))
+    process = CoordinatorProcess.__new__(CoordinatorProcess)  # NOTE: only what handle_hup uses
+    process.pid = coordinator.pid
     arbiter = TfaasArbiter.__new__(TfaasArbiter)  # NOTE: only what handle_hup uses, not a running master
     arbiter.log = logging.getLogger("test")
-    arbiter.WORKERS = {worker.pid: worker for worker in workers}
+    arbiter.app = SimpleNamespace(coordinator=process)
+    arbiter.WORKERS = {worker.pid: worker}
     try:
         arbiter.handle_hup()
-        assert [worker.wait(10) for worker in workers] == [-signal.SIGHUP] * 2
+        assert coordinator.wait(10) == -signal.SIGHUP
+        assert worker.poll() is None
     finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
+        for child in (coordinator, worker):
+            child.kill()
+            child.wait()
 
 
 @pytest.fixture
