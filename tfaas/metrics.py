@@ -177,6 +177,14 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.server_version_state = Gauge(
+            "tfaas_server_model_version_state",
+            "The server's state of the version (1 in its current state), as status and readiness report it: one"
+            " decision for every worker.",
+            ["model", "version", "state"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.load_seconds = Histogram(
             "tfaas_model_load_duration_seconds",
             "Time from LOADING to AVAILABLE of successful version loads (warmup included), in seconds.",
@@ -245,6 +253,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._states: dict[tuple[str, int], ManagerState] = {}
         self._loading_since: dict[tuple[str, int], float] = {}
+        self._server_states: dict[tuple[str, int], ManagerState] = {}
 
     # ---- recording ------------------------------------------------------------------------------
 
@@ -274,6 +283,15 @@ class Metrics:
         self.warmup_seconds.labels(model, status).observe(seconds)
         self.tf_warmup_records.labels(model_path, status).inc(records)
         self.tf_warmup_latency.labels(model_path, status).observe(seconds * 1e6)
+
+    def follow_server(self, states: Mapping[str, Mapping[int, ServableState]]) -> None:
+        """Set the server's state of every version it knows (a version it forgot reads 0 in every state)."""
+        current = {(name, version): s.state for name, versions in states.items() for version, s in versions.items()}
+        with self._lock:
+            for (model, version), state in {**dict.fromkeys(self._server_states), **current}.items():
+                for each in ManagerState:
+                    self.server_version_state.labels(model, str(version), each.name).set(int(each is state))
+            self._server_states = current
 
     def watch(self, bus: EventBus) -> Callable[[], None]:
         """Follow the lifecycle on ``bus``; returns the function that stops following it."""

@@ -190,6 +190,8 @@ class ServerCore:
         """Follow a new decision: route requests by it, then load and unload what it aspires here."""
         for name, model in decision.models.items():
             self.manager.set_swap_policy(name, model.config.swap_policy)
+        if decision.states != self._decision.states:
+            self.metrics.follow_server(decision.states)
         with self._changed:
             self._decision = decision
             self._changed.notify_all()

@@ -108,6 +108,8 @@ def test_both_paths_serve_the_text_and_are_not_counted(served):
     assert tf_serving.status_code == 200
     assert tf_serving.content_type.startswith("text/plain")
     assert b'tfaas_model_version_state{model="m",state="AVAILABLE",version="3"} 1.0' in tf_serving.data
+    assert b'tfaas_server_model_version_state{model="m",state="AVAILABLE",version="3"} 1.0' in tf_serving.data
+    assert b'tfaas_server_model_version_state{model="m",state="LOADING",version="3"} 0.0' in tf_serving.data
     assert b":tensorflow:serving:request_count{" in tf_serving.data
     plain = client.get("/metrics")
     assert plain.status_code == 200 and plain.data.startswith(b"# HELP")
