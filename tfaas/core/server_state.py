@@ -21,6 +21,7 @@ Pure Python, no processes: the coordinator feeds it and ships each worker its :c
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Hashable, Mapping, Protocol, Sequence
@@ -29,6 +30,9 @@ from tfaas.core.servable_id import ServableId
 from tfaas.core.source import AspiredVersion
 from tfaas.core.state_monitor import ServableStateMonitor
 from tfaas.core.states import EventBus, ManagerState, ServableState
+from tfaas.logs import servable_fields
+
+log = logging.getLogger("tfaas.server_state")
 
 WorkerId = Hashable
 """A worker's identity: its process id, or any key the coordinator chooses."""
@@ -302,6 +306,9 @@ class ServerState:
                 if last is None and state is ManagerState.END and not error:
                     continue  # NOTE: never seen, already gone: nothing to tell
                 self._bus.publish(id, state, error)
+                log.info(
+                    "Servable %s is %s on the server%s", id, state.name, f": {error}" if error else "", extra=_about(id)
+                )
 
     def _known_versions(self, targets: Mapping[str, tuple[AspiredVersion, ...]]) -> set[ServableId]:
         known = {v.id for target in targets.values() for v in target}
