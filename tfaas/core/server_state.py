@@ -306,9 +306,8 @@ class ServerState:
                 if last is None and state is ManagerState.END and not error:
                     continue  # NOTE: never seen, already gone: nothing to tell
                 self._bus.publish(id, state, error)
-                log.info(
-                    "Servable %s is %s on the server%s", id, state.name, f": {error}" if error else "", extra=_about(id)
-                )
+                fields = servable_fields(id.name, id.version)
+                log.info("Servable %s is %s on the server%s", id, state.name, f": {error}" if error else "", extra=fields)
 
     def _known_versions(self, targets: Mapping[str, tuple[AspiredVersion, ...]]) -> set[ServableId]:
         known = {v.id for target in targets.values() for v in target}
