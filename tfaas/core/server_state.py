@@ -307,7 +307,8 @@ class ServerState:
                     continue  # NOTE: never seen, already gone: nothing to tell
                 self._bus.publish(id, state, error)
                 fields = servable_fields(id.name, id.version)
-                log.info("Servable %s is %s on the server%s", id, state.name, f": {error}" if error else "", extra=fields)
+                why = f": {error}" if error else ""
+                log.info("Servable %s is %s on the server%s", id, state.name, why, extra=fields)
 
     def _known_versions(self, targets: Mapping[str, tuple[AspiredVersion, ...]]) -> set[ServableId]:
         known = {v.id for target in targets.values() for v in target}
