@@ -6,9 +6,10 @@ thread pools while the worker already answers (503 for a model that is still loa
 
 Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the master:
 
-- ``SIGTERM``: gunicorn's graceful stop. The master closes the listening sockets and passes SIGTERM
-  on; each worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
-  seconds at most), then unloads its models in ``worker_exit``; the master exits 0.
+- ``SIGTERM``: gunicorn's graceful stop. The master passes SIGTERM on; each worker leaves rotation
+  (closes its listener after accepting what it queued), finishes its in-flight requests (for
+  ``graceful_timeout`` seconds at most), then unloads its models in ``worker_exit``; the master
+  exits 0.
 - ``SIGHUP``: a reload of the model config, *not* gunicorn's reload (which starts new workers that
   would load every model again, answering 503 meanwhile). :class:`TfaasArbiter` forwards the signal
   to every worker, and each worker's :class:`SighupReloader` calls ``ServerCore.reload_config()`` on
@@ -37,6 +38,7 @@ from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
 from tfaas.server.listeners import check_port_free
+from tfaas.server.rotation import Rotation
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class TfaasApplication(BaseApplication):
         self.repository_models_at_start = _repository_models(settings)
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
+        self.rotation: Rotation | None = None  # whether the worker takes connections, made in load()
         super().__init__(prog="tfaas serve")
 
     def load_config(self) -> None:
@@ -74,7 +77,8 @@ class TfaasApplication(BaseApplication):
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
-            # NOTE: a listening socket per worker, so connections spread over the workers (listeners.py).
+            # NOTE: the master binds no socket (gunicorn's start with reuse_port): each worker opens its
+            # own when it enters rotation (listeners.py, rotation.py). Off once started: TfaasArbiter.
             "reuse_port": True,
         }
         for key, value in options.items():
@@ -86,6 +90,9 @@ class TfaasApplication(BaseApplication):
         # reload asked for while the core is being built must wait for it, not kill the worker.
         self.reloader = SighupReloader()
         self.reloader.install()
+        s = self.settings
+        self.rotation = Rotation(s.host, s.rest_api_port, backlog=self.cfg.backlog)
+        self.rotation.set(True)  # NOTE: takes connections as soon as it serves (its listener opens then)
 
         from tfaas.servables import tf_runtime
         from tfaas.server.app import create_app
@@ -94,7 +101,6 @@ class TfaasApplication(BaseApplication):
 
         with native_lines_logged(logging.getLogger("tensorflow")):
             import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
-        s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
         self.core = ServerCore(
             with_current_models(self.settings), repository_models_at_start=self.repository_models_at_start
@@ -167,6 +173,10 @@ class TfaasArbiter(Arbiter):
     def start(self) -> None:
         self.log.error_log.addFilter(ListenerAddresses(self.cfg.address))
         super().start()
+        # NOTE: reuse_port kept gunicorn's start from binding; off, it keeps spawn_worker from opening a
+        # socket in every worker, which would listen before the worker can answer (its Rotation opens
+        # one when it can). stop() and reexec only act on the master's sockets: there are none.
+        self.cfg.set("reuse_port", False)
 
     def handle_hup(self) -> None:
         self.log.info("Hang up: reloading the model config in every worker (workers are not restarted)")
@@ -223,7 +233,7 @@ class SighupReloader:
 
 class ListenerAddresses(logging.Filter):
     """Puts the addresses in gunicorn's ``Listening at:`` line, which names the master's sockets: with
-    a socket per worker (reuse_port) it has none, and the line read ``Listening at:  (<pid>)``."""
+    a socket per worker it has none, and the line read ``Listening at:  (<pid>)``."""
 
     def __init__(self, addresses: list[tuple[str, int]]) -> None:
         super().__init__()
