@@ -264,3 +264,16 @@ def test_a_server_out_of_rotation_stops_cleanly_and_its_port_is_free_again(port)
     assert not rotation.listening
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def test_a_listener_that_cannot_open_is_logged_and_opens_at_the_next_set(port, caplog):
+    rotation = Rotation("127.0.0.1", port, backlog=128)
+    with serving(app, LIMITS, rotation), socket.create_server(("127.0.0.1", port)) as squatter:
+        rotation.set(True)  # NOTE: the port is held by a socket without SO_REUSEPORT
+        wait_for(lambda: "could not enter rotation" in caplog.text, timeout=10, interval=0.01)
+        assert not rotation.listening
+        squatter.close()
+        rotation.set(True)
+        wait_for(lambda: rotation.listening, timeout=10, interval=0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert read_response(send(sock, request(close=True))).endswith(b"worker")

@@ -85,7 +85,8 @@ def refuse_handshakes(listener: socket.socket) -> None:
     NOTE: the kernel resets the connections a closing listener still holds, and it hashes new ones to
     the listener until the very close: accepting what it queues, then closing, still lost the few that
     came in between. With their SYN dropped, clients send it again a second later (TCP's first
-    retransmission), when the listener has left the group and another socket of it takes them.
+    retransmission), when the listener has left the group and another socket of it takes them. The
+    connections it accepts from now on inherit the filter, which does them no harm: none gets a SYN.
     """
     program = struct.pack("HP", len(_SYN_DROPPING_PROGRAM), ctypes.addressof(_SYN_DROPPING_FILTER))
     listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)

@@ -85,8 +85,8 @@ class Rotation:
             self._loop = None
         if self._changing is not None:
             await self._changing
-        if self._listener is not None:
-            await self._close()
+        if self.listening:
+            await self._move(False)
 
     def _soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop, if attached (call with the lock held)."""
@@ -101,18 +101,22 @@ class Rotation:
         """Open or close the listener until it is as wanted (the wish may change meanwhile)."""
         try:
             while self._loop is not None and self._wanted != self.listening:
-                if self._wanted:
-                    await self._open()
-                else:
-                    await self._close()
-        except Exception:  # NOTE: the port taken by a socket without SO_REUSEPORT, no descriptor left, ...
-            host, port = self._address
-            change = "enter" if self._wanted else "leave"
-            log.exception(
-                "Worker %s could not %s rotation (%s:%s); the next set() tries again", os.getpid(), change, host, port
-            )
+                if not await self._move(self._wanted):
+                    return
         finally:
             self._changing = None
+
+    async def _move(self, listening: bool) -> bool:
+        """Open or close the listener; False where it failed (logged)."""
+        try:
+            await (self._open() if listening else self._close())
+        except Exception:  # NOTE: the port taken by a socket without SO_REUSEPORT, no descriptor left, ...
+            change, (host, port) = "enter" if listening else "leave", self._address
+            log.exception(
+                "Worker %s could not %s rotation on %s:%s (set() tries again)", os.getpid(), change, host, port
+            )
+            return False
+        return True
 
     async def _open(self) -> None:
         loop, server = self._loop, self._server
