@@ -64,6 +64,7 @@ class TfaasWorker(UvicornWorker):
         if not self.alive:  # NOTE: a stop asked for while the core was being built: never start serving
             return
         self.config.app = self.wsgi
+        assert self.app.rotation is not None  # NOTE: made in load(), which made self.wsgi
         server = RotatingServer(config=self.config, rotation=self.app.rotation)
         self._install_sigquit_handler()
         await server.serve(sockets=[])
