@@ -64,7 +64,7 @@ class TfaasApplication(BaseApplication):
         """Translate our settings into gunicorn's (gunicorn's own CLI parsing is not used)."""
         s = self.settings
         options = {
-            "bind": f"{s.host}:{s.rest_api_port}",
+            "bind": f"[{s.host}]:{s.rest_api_port}" if ":" in s.host else f"{s.host}:{s.rest_api_port}",
             "workers": str(s.workers or os.cpu_count() or 1),
             "worker_class": "tfaas.server.worker.TfaasWorker",
             "threads": str(s.threads),
