@@ -177,9 +177,9 @@ def test_exec_start_notifies_ready_reloads_on_exec_reload_and_stops_on_kill_sign
 
         message, sender = wait_for_notification(sock, "READY=1", timeout=60)
         assert sender == server.process.pid, "READY=1 must come from the main process (NotifyAccess=main)"
-        # NOTE: READY=1 comes from the master once it runs; each worker opens its own listening socket right
-        # after its fork (gunicorn's reuse_port), a few milliseconds later.
-        server.wait_listening(timeout=10)
+        # NOTE: READY=1 comes from the master once it runs; each worker opens its own listening socket once
+        # it serves (TensorFlow imported, its core started), seconds later.
+        server.wait_listening(timeout=30)
         server.wait_available(model["name"], 1)
 
         # systemctl reload: a model added to /etc/tfaas/tfaas.yaml loads, without a restart.

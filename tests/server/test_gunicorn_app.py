@@ -38,6 +38,12 @@ def test_settings_become_gunicorn_settings(tmp_path):
     assert TfaasApplication(Settings()).cfg.worker_tmp_dir is None
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::1", "localhost"])
+def test_the_address_is_the_settings_ipv6_too(host):
+    cfg = TfaasApplication(Settings(host=host, rest_api_port=8601)).cfg
+    assert cfg.address == [(host, 8601)]
+
+
 def test_the_master_forwards_sighup_to_the_coordinator_instead_of_replacing_the_workers():
     # NOTE: SIGHUP's default action in the child, even where this test runs under nohup (which ignores it).
     coordinator = subprocess.Popen(["sleep", "60"], preexec_fn=partial(signal.signal, signal.SIGHUP, signal.SIG_DFL))

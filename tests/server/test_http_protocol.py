@@ -4,25 +4,23 @@ where its limits must not refuse what is legitimate, and what it does after an e
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import uvloop
-from uvicorn import Config
 from uvicorn.server import Server
 
+from tests.e2e.server import free_port, wait_for
+from tests.server.worker_server import serving as serving_on
 from tfaas.config import Settings
-from tfaas.server.http_protocol import ConnectionLimits, HttpProtocol
-from tfaas.server.worker import DrainingServer
+from tfaas.server.http_protocol import ConnectionLimits
+from tfaas.server.rotation import Rotation
 
 LIMITS = ConnectionLimits(
     max_header_bytes=4096, header_timeout=1.0, body_timeout=1.0, body_min_rate=1024, max_connections=10
@@ -48,19 +46,13 @@ async def app(scope, receive, send) -> None:
 
 @contextmanager
 def serving() -> Iterator[tuple[Server, int]]:
-    """A uvicorn server on uvloop in a thread, with the protocol, on a free port; stopped at the end."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    http = functools.partial(HttpProtocol, limits=LIMITS)
-    server = DrainingServer(Config(app, http=http, lifespan="off", log_config=None, timeout_keep_alive=5))
-    thread = threading.Thread(target=lambda: uvloop.run(server.serve(sockets=[listener])), daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield server, listener.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """A uvicorn server as a worker runs it, in rotation on a free port; stopped at the end."""
+    port = free_port()
+    rotation = Rotation("127.0.0.1", port, backlog=128)
+    rotation.set(True)
+    with serving_on(app, LIMITS, rotation) as server:
+        wait_for(lambda: rotation.listening, timeout=10, interval=0.01)
+        yield server, port
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The start-up check that keeps SO_REUSEPORT from letting two servers share a port."""
+"""A worker's own listener, one of the port's SO_REUSEPORT group, and the start-up check that keeps the
+group from letting two servers share a port."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import socket
 
 import pytest
 
-from tfaas.server.listeners import check_port_free
+from tfaas.server.listeners import check_port_free, listening_socket, refuse_handshakes
 
 
-def listening_socket(reuse_port: bool) -> socket.socket:
+def plain_listener(reuse_port: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
     sock.bind(("127.0.0.1", 0))
@@ -18,7 +19,7 @@ def listening_socket(reuse_port: bool) -> socket.socket:
 
 
 def test_a_port_in_use_is_refused_and_a_free_one_accepted() -> None:
-    taken = listening_socket(reuse_port=True)
+    taken = plain_listener(reuse_port=True)
     port = taken.getsockname()[1]
     try:
         with pytest.raises(RuntimeError, match="Connection in use"):
@@ -26,3 +27,37 @@ def test_a_port_in_use_is_refused_and_a_free_one_accepted() -> None:
     finally:
         taken.close()
     check_port_free("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_listeners_of_one_port_share_its_connections(host) -> None:
+    first = listening_socket(host, 0, backlog=16)
+    port = first.getsockname()[1]
+    with first, listening_socket(host, port, backlog=16) as second:
+        for _ in range(8):
+            socket.create_connection((host, port), timeout=5).close()
+        assert accept_all(first) + accept_all(second) == 8
+
+
+def accept_all(listener: socket.socket) -> int:
+    """Accept (and close) every connection ``listener`` queues; how many."""
+    listener.setblocking(False)
+    accepted = 0
+    while True:
+        try:
+            listener.accept()[0].close()
+        except BlockingIOError:
+            return accepted
+        accepted += 1
+
+
+def test_a_listener_that_refuses_handshakes_keeps_what_it_queued_and_takes_nothing_new() -> None:
+    with listening_socket("127.0.0.1", 0, backlog=16) as listener:
+        port = listener.getsockname()[1]
+        queued = socket.create_connection(("127.0.0.1", port), timeout=5)
+        refuse_handshakes(listener)
+        with pytest.raises(TimeoutError):  # NOTE: its SYN dropped; the client would send it again 1 s later
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        with queued, listener.accept()[0] as accepted:
+            queued.sendall(b"request")
+            assert accepted.recv(16) == b"request"

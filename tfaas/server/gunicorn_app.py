@@ -7,9 +7,10 @@ which versions serve, for every worker, and each worker follows it.
 
 Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the master:
 
-- ``SIGTERM``: gunicorn's graceful stop. The master closes the listening sockets and passes SIGTERM
-  on; each worker stops accepting, finishes its in-flight requests (for ``graceful_timeout``
-  seconds at most), then unloads its models in ``worker_exit``; the master exits 0.
+- ``SIGTERM``: gunicorn's graceful stop. The master passes SIGTERM on; each worker leaves rotation
+  (closes its listener after accepting what it queued), finishes its in-flight requests (for
+  ``graceful_timeout`` seconds at most), then unloads its models in ``worker_exit``; the master
+  exits 0.
 - ``SIGHUP``: a reload of the model config, *not* gunicorn's reload (which starts new workers that
   would load every model again). :class:`TfaasArbiter` forwards the signal to the coordinator, which
   re-reads the model list: added models load in every worker, removed ones unload, the others keep
@@ -37,6 +38,7 @@ from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
 from tfaas.server.coordinator_process import CoordinatorProcess, RemoteLifecycle
 from tfaas.server.listeners import check_port_free
+from tfaas.server.rotation import Rotation
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
 from tfaas.server.worker_count import WorkerChoice, choose_workers
 
@@ -57,6 +59,7 @@ class TfaasApplication(BaseApplication):
         self.worker_choice: WorkerChoice | None = None  # chosen in load_config, logged in run()
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
+        self.rotation: Rotation | None = None  # whether the worker takes connections, made in load()
         super().__init__(prog="tfaas serve")
 
     def load_config(self) -> None:
@@ -64,7 +67,7 @@ class TfaasApplication(BaseApplication):
         s = self.settings
         self.worker_choice = choose_workers(s)
         options = {
-            "bind": f"{s.host}:{s.rest_api_port}",
+            "bind": f"[{s.host}]:{s.rest_api_port}" if ":" in s.host else f"{s.host}:{s.rest_api_port}",
             "workers": str(self.worker_choice.count),
             "worker_class": "tfaas.server.worker.TfaasWorker",
             "threads": str(s.threads),
@@ -77,7 +80,8 @@ class TfaasApplication(BaseApplication):
             "worker_exit": self._on_worker_exit,
             "child_exit": lambda server, worker: mark_worker_dead(worker.pid),  # NOTE: metrics; in the master
             "control_socket_disable": True,  # NOTE: one shared socket path would clash between servers
-            # NOTE: a listening socket per worker, so connections spread over the workers (listeners.py).
+            # NOTE: the master binds no socket (gunicorn's start with reuse_port): each worker opens its
+            # own when it enters rotation (listeners.py, rotation.py). Off once started: TfaasArbiter.
             "reuse_port": True,
         }
         for key, value in options.items():
@@ -89,6 +93,9 @@ class TfaasApplication(BaseApplication):
         # reload asked for while the core is being built must wait for it, not kill the worker.
         self.reloader = SighupReloader()
         self.reloader.install()
+        s = self.settings
+        # NOTE: out of rotation until the coordinator says it serves what the server serves.
+        self.rotation = Rotation(s.host, s.rest_api_port, backlog=self.cfg.backlog, on_change=self._rotation_changed)
 
         from tfaas.servables import tf_runtime
         from tfaas.server.app import create_app
@@ -97,12 +104,17 @@ class TfaasApplication(BaseApplication):
 
         with native_lines_logged(logging.getLogger("tensorflow")):
             import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
-        s = self.settings
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
-        self.core = ServerCore(s, lifecycle=RemoteLifecycle(self.coordinator.address, self.coordinator.authkey))
+        lifecycle = RemoteLifecycle(self.coordinator.address, self.coordinator.authkey)
+        self.core = ServerCore(s, lifecycle=lifecycle, rotation=self.rotation)
         self.core.start()
         self.reloader.start(self.core.reload_config)
         return AsgiFront(self.core, create_app(self.core), self.settings.threads)
+
+    def _rotation_changed(self, listening: bool) -> None:
+        """The worker's listener opened or closed: the coordinator must know (what serves counts on it)."""
+        if self.core is not None:
+            self.core.report()
 
     def run(self) -> None:
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
@@ -155,6 +167,10 @@ class TfaasArbiter(Arbiter):
         """gunicorn's start (signals, logging), then the coordinator, before any worker."""
         self.log.error_log.addFilter(ListenerAddresses(self.cfg.address))
         super().start()
+        # NOTE: reuse_port kept gunicorn's start from binding; off, it keeps spawn_worker from opening a
+        # socket in every worker, which would listen before the worker can answer (its Rotation opens
+        # one when it can). stop() and reexec only act on the master's sockets: there are none.
+        self.cfg.set("reuse_port", False)
         self.app.coordinator.start()
 
     def manage_workers(self) -> None:
@@ -222,7 +238,7 @@ class SighupReloader:
 
 class ListenerAddresses(logging.Filter):
     """Puts the addresses in gunicorn's ``Listening at:`` line, which names the master's sockets: with
-    a socket per worker (reuse_port) it has none, and the line read ``Listening at:  (<pid>)``."""
+    a socket per worker it has none, and the line read ``Listening at:  (<pid>)``."""
 
     def __init__(self, addresses: list[tuple[str, int]]) -> None:
         super().__init__()

@@ -15,7 +15,9 @@ read yet. :class:`HttpProtocol` keeps its parsing and ASGI cycle, and:
   token allows, ...) with ``{"error": ...}`` as every other error, then closes;
 - answers 503 to connections past ``worker_connections`` without reading them, so that a worker
   keeps file descriptors for its models and logs;
-- at shutdown, serves a request that already reached the worker, then closes.
+- at shutdown, serves a request that already reached the worker, then closes;
+- on request (:meth:`HttpProtocol.close_after_next_response`), ends a keep-alive connection after a
+  response that says so, so that its client reconnects (to another worker, once this one left rotation).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._in_message = False  # a request's first byte came, its last did not
         self._head_done = False  # ... and its head is complete
         self._head_bytes = 0  # bytes of the head being read (a few less where a request began mid-read)
-        self._closing = False  # the server shuts down
+        self._last_response = False  # the next response to start says Connection: close, then closes
         self._deadline: float | None = None  # when the client's time is up; None: waiting on the app
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -173,15 +175,26 @@ class HttpProtocol(HttpToolsProtocol):
             return False
         return not self.transport.is_closing()
 
+    def close_after_next_response(self) -> None:
+        """End this connection after a response that says ``Connection: close``: the response of the
+        request under way if it has not started yet, else the next one.
+
+        NOTE: the connection is not closed between requests: a request its client sends meanwhile
+        would be lost. A client that sends none is closed by its keep-alive timeout, as any other.
+        """
+        self._last_response = True
+        if self.cycle is not None and not self.cycle.response_started:
+            self.cycle.keep_alive = False  # NOTE: self.cycle is the last request read, pipelined or not
+
     def shutdown(self) -> None:
         """At shutdown: finish the request under way, or serve one that is on its way, then close.
 
         NOTE: uvicorn closes a connection between requests at once, which resets a request its client
         has sent but the worker has not read yet (all those its listener still queued, above all).
         """
-        self._closing = True
+        self.close_after_next_response()
         if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False
+            self.cycle.keep_alive = False  # NOTE: a response already started closes without saying so
         elif not self._in_message:
             self._wait_for_client(GRACE_SECONDS)
 
@@ -196,7 +209,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._head_done = True
-        if self._closing:
+        if self._last_response:
             self.cycle.keep_alive = False
         if self.expect_100_continue:
             self.cycle.receive = functools.partial(self._receive_after_continue, self.cycle, self.cycle.receive)

@@ -1,12 +1,16 @@
-"""Why every worker listens on a socket of its own, and the start-up check that this needs.
+"""Why every worker listens on a socket of its own, and the socket functions this needs.
 
 With one listening socket shared by all workers (gunicorn's default), a keep-alive connection stays
 with whichever worker accepted it, and clients that open their connections at once (a pool, a load
 balancer, ``wrk -c32``) land unevenly: measured on 2 workers with 32 connections, 8/24, 4/28, 7/25
-and 18/14 per worker, one worker saturating its core (the GIL) while the other idled. With gunicorn's
-``reuse_port``, each worker opens its own ``SO_REUSEPORT`` socket after the fork and the kernel hashes
-every new connection to one of them: 20/12, 15/17, 16/16, 18/14 in the same test, and 1.3–3× the
-req/s of the unbalanced windows.
+and 18/14 per worker, one worker saturating its core (the GIL) while the other idled. With a
+``SO_REUSEPORT`` socket per worker, the kernel hashes every new connection to one of the sockets of
+the port's group: 20/12, 15/17, 16/16, 18/14 in the same test, and 1.3–3× the req/s of the
+unbalanced windows.
+
+A socket of its own also lets each worker choose when it takes connections: it opens its socket
+when it can answer, and closes it to leave the group while the other workers go on
+(:class:`~tfaas.server.rotation.Rotation`). The master binds nothing.
 
 ``SO_REUSEPORT`` would also let a second server start on a port that is in use and silently share
 its traffic; :func:`check_port_free` refuses that at start, as a plain bind would.
@@ -14,14 +18,36 @@ its traffic; :func:`check_port_free` refuses that at start, as a plain bind woul
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import socket
+import struct
+
+_SO_ATTACH_FILTER = 26  # NOTE: Linux's; Python's socket module does not name it
+
+_SYN_DROPPING_PROGRAM = (
+    (0x30, 0, 0, 13),  # load the byte of the TCP flags (a socket filter sees the segment from its TCP header)
+    (0x54, 0, 0, 0x12),  # keep SYN and ACK
+    (0x15, 0, 1, 0x02),  # SYN without ACK, a new connection's first segment, ...
+    (0x06, 0, 0, 0),  # ... is dropped
+    (0x06, 0, 0, 0xFFFFFFFF),  # any other segment passes whole
+)
+"""A classic BPF socket filter: ``struct sock_filter`` entries (code, jump if true, jump if false, k)."""
+
+_SYN_DROPPING_FILTER = ctypes.create_string_buffer(
+    b"".join(struct.pack("HBBI", *instruction) for instruction in _SYN_DROPPING_PROGRAM)
+)
+
+
+def _first_address(host: str, port: int) -> tuple[socket.AddressFamily, socket.SocketKind, int, tuple]:
+    """The family, type, protocol and address to bind ``host:port`` (the first that ``getaddrinfo`` gives)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    return family, kind, proto, address
 
 
 def check_port_free(host: str, port: int) -> None:
     """Raise ``RuntimeError`` when something already listens on ``host:port`` (SO_REUSEADDR, not REUSEPORT)."""
-    # NOTE: the first address only, the one gunicorn binds as well.
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    family, kind, proto, address = _first_address(host, port)
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -30,3 +56,37 @@ def check_port_free(host: str, port: int) -> None:
             if error.errno == errno.EADDRINUSE:
                 raise RuntimeError(f"Connection in use: {host}:{port}") from None
             raise
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A socket listening on ``host:port`` in the port's ``SO_REUSEPORT`` group (a worker's own).
+
+    NOTE: a ``socket.socket``, which uvloop detaches when it closes the listener; gunicorn's socket
+    wrappers it closed a second time (EBADF, or another file's descriptor had the number been reused).
+    """
+    family, kind, proto, address = _first_address(host, port)
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # NOTE: as gunicorn's; connections inherit it
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def refuse_handshakes(listener: socket.socket) -> None:
+    """Drop the first segment (SYN) of every new connection that the kernel gives ``listener`` from now
+    on; handshakes under way complete, and the listener queues them as before.
+
+    NOTE: the kernel resets the connections a closing listener still holds, and it hashes new ones to
+    the listener until the very close: accepting what it queues, then closing, still lost the few that
+    came in between. With their SYN dropped, clients send it again a second later (TCP's first
+    retransmission), when the listener has left the group and another socket of it takes them. The
+    connections it accepts from now on inherit the filter, which does them no harm: none gets a SYN.
+    """
+    program = struct.pack("HP", len(_SYN_DROPPING_PROGRAM), ctypes.addressof(_SYN_DROPPING_FILTER))
+    listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)

@@ -1,29 +1,27 @@
 """The gunicorn worker class: uvicorn (httptools' C parser on uvloop) serving the worker's ASGI front.
 
-gunicorn stays the process manager (workers, per-worker sockets, timeouts, SIGHUP, systemd's
-READY=1); each worker runs one uvicorn server on the sockets gunicorn gave it, speaking HTTP through
-:class:`~tfaas.server.http_protocol.HttpProtocol`.
+gunicorn stays the process manager (workers, timeouts, SIGHUP, systemd's READY=1), with no sockets:
+each worker runs one uvicorn server, speaking HTTP through
+:class:`~tfaas.server.http_protocol.HttpProtocol`, on the listener that its
+:class:`~tfaas.server.rotation.Rotation` opens and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import select
 import signal
 import socket
 import sys
-import time
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
+from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from tfaas.server.http_protocol import ConnectionLimits, HttpProtocol
-
-QUEUE_DRAIN_SECONDS = 1.0
-"""At most this long, at shutdown, the worker accepts the connections its listener still queues."""
+from tfaas.server.rotation import Rotation
 
 
 class TfaasWorker(UvicornWorker):
@@ -62,43 +60,33 @@ class TfaasWorker(UvicornWorker):
         self.alive = False
 
     async def _serve(self) -> None:
-        """As uvicorn_worker's, with :class:`DrainingServer` on the sockets themselves.
-
-        NOTE: gunicorn's socket wrappers are not ``socket.socket``s, so uvloop, which closes a
-        listener's descriptor itself, then closed the wrapper too, which closed the descriptor again:
-        EBADF ("Error while closing socket", per worker at every stop), or another file's descriptor
-        had the number been reused meanwhile. A ``socket.socket`` it detaches instead.
-        """
+        """As uvicorn_worker's, with no socket: :class:`RotatingServer` serves the app's rotation."""
         if not self.alive:  # NOTE: a stop asked for while the core was being built: never start serving
             return
         self.config.app = self.wsgi
-        server = DrainingServer(config=self.config)
+        assert self.app.rotation is not None  # NOTE: made in load(), which made self.wsgi
+        server = RotatingServer(config=self.config, rotation=self.app.rotation)
         self._install_sigquit_handler()
-        await server.serve(sockets=[listener.sock for listener in self.sockets])
+        await server.serve(sockets=[])
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
-class DrainingServer(Server):
-    """uvicorn's server, which at shutdown first accepts what its listeners queue.
+class RotatingServer(Server):
+    """uvicorn's server with no listener of its own: once started, it serves the listener of
+    ``rotation`` (opened and closed on request), and at shutdown it first leaves rotation, accepting
+    what the listener queued; uvicorn's shutdown then serves those connections
+    (:meth:`HttpProtocol.shutdown`)."""
 
-    NOTE: the kernel completes connections into a listener's queue until the listener closes, and
-    resets those still queued when it does: under load (a busy event loop accepts late), requests
-    sent just before a SIGTERM were reset. The connections accepted here are then served
-    (:meth:`HttpProtocol.shutdown`).
-    """
+    def __init__(self, config: Config, rotation: Rotation) -> None:
+        super().__init__(config)
+        self.rotation = rotation
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.rotation.attach(asyncio.get_running_loop(), self)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await _accept_queued(sockets or [])
+        await self.rotation.detach()
         await super().shutdown(sockets=sockets)
-
-
-async def _accept_queued(listeners: list[socket.socket]) -> None:
-    """Let the event loop accept until no listener has a connection queued (or for
-    :data:`QUEUE_DRAIN_SECONDS`); the caller closes them right after, with no await between."""
-    poller = select.poll()
-    for listener in listeners:
-        poller.register(listener.fileno(), select.POLLIN)
-    deadline = time.monotonic() + QUEUE_DRAIN_SECONDS
-    while poller.poll(0) and time.monotonic() < deadline:
-        await asyncio.sleep(0)  # NOTE: each turn of the loop polls its listeners and accepts what they queue
