@@ -49,7 +49,7 @@ def test_each_worker_listens_on_a_socket_of_its_own_once_it_serves_and_the_maste
     # NOTE: gunicorn's per-worker sockets listened from the fork on, seconds before the worker served
     first = wait_for(lambda: listening_sockets(server.port), timeout=60, interval=0.005)
     log = server.log()
-    listeners = [pid for pid in workers(server) if sockets_of(pid) & first]
+    listeners = [pid for pid in children(server) if sockets_of(pid) & first]
     assert listeners, "the master listens"
     assert all(f"Started server process [{pid}]" in log for pid in listeners), f"listening before serving:\n{log}"
 
@@ -57,9 +57,12 @@ def test_each_worker_listens_on_a_socket_of_its_own_once_it_serves_and_the_maste
     wait_for(lambda: len(listening_sockets(server.port)) == WORKERS, timeout=60)
     listening = listening_sockets(server.port)
     assert not sockets_of(server.process.pid) & listening, "the master listens"
-    assert sorted(len(sockets_of(pid) & listening) for pid in workers(server)) == [1] * WORKERS
+    booted = server.booted_workers()
+    assert sorted(len(sockets_of(pid) & listening) for pid in booted) == [1] * WORKERS
+    others = set(children(server)) - set(booted)  # NOTE: the lifecycle coordinator
+    assert others and not any(sockets_of(pid) & listening for pid in others), "the coordinator listens"
 
 
-def workers(server: ServerProcess) -> list[int]:
+def children(server: ServerProcess) -> list[int]:
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True)
     return [int(pid) for pid in children.stdout.split()]
