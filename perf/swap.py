@@ -475,6 +475,10 @@ def loaded_re(model: str, version: int) -> str:
     return rf"^Loaded servable \{{name: {model} version: {version}\}}"
 
 
+def serving_re(model: str, version: int) -> str:
+    return rf"^Servable \{{name: {model} version: {version}\}} is AVAILABLE on the server"
+
+
 def unloaded_re(model: str, version: int) -> str:
     return rf"^Unloaded servable \{{name: {model} version: {version}\}}"
 
@@ -532,8 +536,8 @@ def wait_ready(server: Server) -> None:
         server.log.wait(loaded_re(model.name, 1), 180, len(server.workers))
         server.versions[model.name] = 1
     live = children(server.process.pid)
-    if sorted(live) != sorted(server.workers):
-        raise RuntimeError(f"gunicorn's workers {live} are not the ones that booted {server.workers}")
+    if not set(server.workers) <= set(live):  # NOTE: the lifecycle coordinator is a child too
+        raise RuntimeError(f"gunicorn's workers {server.workers} are not all alive: {live}")
 
 
 def link_copy(source: Path, target: Path) -> None:
@@ -583,9 +587,10 @@ def swap(server: Server, model: ModelSpec, staged: Path, steady_from: float) -> 
     record.renamed = time.time()
     os.rename(staged, server.root / "models" / model.name / str(old + 1))
     workers = len(server.workers)
-    # NOTE: each worker loads on its own; the swap runs from the first aspire to the last unload.
-    record.aspired = server.log.wait(aspired_re(model.name, old + 1), 30, workers)[0]
-    record.loaded = server.log.wait(loaded_re(model.name, old + 1), 120, workers)[-1]
+    # NOTE: the coordinator aspires once and says when the server serves the version (every worker in
+    # rotation has it); each worker loads and unloads in its window; the swap ends with the last unload.
+    record.aspired = server.log.wait(aspired_re(model.name, old + 1), 30)[0]
+    record.loaded = server.log.wait(serving_re(model.name, old + 1), 120)[0]
     record.unloaded_old = server.log.wait(unloaded_re(model.name, old), 120, workers)[-1]
     server.versions[model.name] = old + 1
     return record
@@ -1255,8 +1260,10 @@ def section(run: Run) -> str:
         BEGIN,
         f"{run.started:%Y-%m-%d %H:%M}, {machine()}, Python {sys.version.split()[0]}, tfaas at {run.revision}; "
         f"the run took {run.seconds / 60:.1f} min. Servers: `tfaas serve --config FILE` on 127.0.0.1 with JSON "
-        f"log lines and otherwise the defaults: {run.settings}. Each worker loads every model on its own; a "
-        "swap runs from the first worker's aspire to the last worker's unload. The main server serves "
+        f"log lines and otherwise the defaults: {run.settings}. The lifecycle coordinator aspires a new "
+        "version once; each worker loads it in its window, out of rotation, one at a time while the other "
+        "takes the traffic; it serves (AVAILABLE) once every worker has it; a swap runs from the aspire to "
+        "the last worker's unload of the old version. The main server serves "
         "`half_plus_two`, `dense42` and `big` (42 → 4096 ×7 → 1, six "
         "4096×4096 float32 matrices, 385 MiB on disk; `swap_policy: availability`); for memory, two more servers "
         "each serve `big` alone, one with `swap_policy: availability`, one with `swap_policy: resource`. A new "

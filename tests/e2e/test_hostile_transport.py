@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 
@@ -43,10 +42,9 @@ def server(start_server, half_plus, tmp_path_factory) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def worker(server: ServerProcess) -> int:
-    """The PID of the server's one worker (the server's process is gunicorn's master)."""
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True)
-    (pid,) = children.stdout.split()
-    return int(pid)
+    """The PID of the server's one worker."""
+    (pid,) = server.booted_workers()
+    return pid
 
 
 @pytest.fixture(scope="module")
