@@ -151,6 +151,8 @@ class ServerCore:
         self._applied: dict[str, tuple[AspiredVersion, ...]] = {}
         self._incarnations: dict[str, float] = {}
         self._shed = 0
+        self._rotation_lock = threading.Lock()
+        self._deferred: Decision | None = None
         self._started = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -195,15 +197,35 @@ class ServerCore:
         with self._changed:
             self._decision = decision
             self._changed.notify_all()
+        with self._rotation_lock:
+            self.rotation.set(decision.rotation)
+            if decision.shed > self._shed:
+                self._shed = decision.shed
+                if decision.rotation:  # NOTE: one leaving rotation sheds its connections once its listener closed
+                    self.rotation.shed_connections()
+            # NOTE: a window's loads wait until the listener closed: they must not hold the GIL of a
+            # process still taking connections (rotation_changed() applies them).
+            self._deferred = decision if not decision.rotation and self.rotation.listening else None
+            if self._deferred is None:
+                self._aspire_all(decision)
+
+    def rotation_changed(self) -> None:
+        """The listener opened or closed: apply the loads a window deferred, and tell the coordinator."""
+        with self._rotation_lock:
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None and not self.rotation.listening:
+                self._aspire_all(deferred)
+            elif deferred is not None:
+                self._deferred = deferred
+        self.report()
+
+    def _aspire_all(self, decision: Decision) -> None:
+        """Hand the manager what ``decision`` aspires here; unaspire the models it no longer has."""
         for name, model in decision.models.items():
             self._aspire(name, model)
         for name in set(self._applied) - set(decision.models):
             del self._applied[name]
             self.manager.set_aspired_versions(name, [])
-        self.rotation.set(decision.rotation)
-        if decision.shed > self._shed:
-            self._shed = decision.shed
-            self.rotation.shed_connections()
 
     def _aspire(self, name: str, model: ModelDecision) -> None:
         """Hand the manager the versions ``model`` aspires here, when they changed (all afresh when the

@@ -114,7 +114,7 @@ class TfaasApplication(BaseApplication):
     def _rotation_changed(self, listening: bool) -> None:
         """The worker's listener opened or closed: the coordinator must know (what serves counts on it)."""
         if self.core is not None:
-            self.core.report()
+            self.core.rotation_changed()
 
     def run(self) -> None:
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
