@@ -4,6 +4,7 @@ manager; the loader is a small fake that fails where the version holds a ``fail`
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
+from tfaas.core.server_state import Decision, ModelDecision, WorkerReport
+from tfaas.core.source import AspiredVersion
 from tfaas.core.states import ManagerState
 from tfaas.errors import NotFound, Unavailable
 from tfaas.server_core import ModelSpec, ServerCore
@@ -163,3 +166,75 @@ def test_the_repository_models_at_start_can_be_given_by_the_caller(tmp_path, mak
     core = make_core({}, repository_models_at_start=[], model_repository=str(repository))
     assert core.model_names == ["uploaded_since"]
     assert core.readiness_models == [] and core.is_ready()
+
+
+class FollowedLifecycle:
+    """A lifecycle whose decisions the test sends (``tfaas.server_core.Lifecycle``)."""
+
+    def __init__(self) -> None:
+        self.apply: Callable[[Decision], None] = lambda decision: None
+        self.reports: list[WorkerReport] = []
+
+    def connect(self, apply: Callable[[Decision], None]) -> None:
+        self.apply = apply
+
+    def report(self, report: WorkerReport) -> None:
+        self.reports.append(report)
+
+    def reload_config(self) -> bool:
+        return True
+
+    def refresh_repository(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ClosingRotation:
+    """A listener that closes only when the test says (as a real one closes after draining its queue)."""
+
+    def __init__(self) -> None:
+        self.listening = True
+        self.wanted: list[bool] = []
+        self.sheds = 0
+
+    def set(self, listening: bool) -> None:
+        self.wanted.append(listening)
+
+    def shed_connections(self) -> None:
+        self.sheds += 1
+
+
+def test_a_window_loads_once_the_listener_closed_and_the_latest_is_the_servers(tmp_path):
+    path = write_version(tmp_path / "m", 2)
+    lifecycle, rotation = FollowedLifecycle(), ClosingRotation()
+    core = ServerCore(Settings(enable_batching=False), MarkerLoader, lifecycle=lifecycle, rotation=rotation)
+    core.start()
+    try:
+        model = ModelDecision(
+            config=ModelConfig(name="m", base_path=str(tmp_path / "m")),
+            incarnation=0.0,
+            aspired=(AspiredVersion(ServableId("m", 2), str(path)),),
+            serving=(),
+            loading={2: "is loading"},
+        )
+        window = Decision(models={"m": model}, states={}, readiness_models=(), not_ready={}, rotation=False, shed=1)
+        lifecycle.apply(window)
+        assert rotation.wanted == [False] and rotation.sheds == 0  # NOTE: it sheds once its listener closed
+        time.sleep(0.2)
+        assert core.monitor.version_states("m") == {}, "loaded while still taking connections"
+        with pytest.raises(Unavailable, match="Model m is loading: version 2 is loading"):
+            core.get_handle(ModelSpec("m"))
+
+        rotation.listening = False
+        core.rotation_changed()
+        wait_for(lambda: core.manager.available_versions("m") == [2])
+        assert lifecycle.reports[-1].states[ServableId("m", 2)].state is ManagerState.AVAILABLE
+        with pytest.raises(Unavailable):  # NOTE: loaded here, but the server does not serve it yet
+            core.get_handle(ModelSpec("m"))
+        lifecycle.apply(dataclasses.replace(window, models={"m": dataclasses.replace(model, serving=(2,))}))
+        with core.get_handle(ModelSpec("m")) as handle:
+            assert handle.id == ServableId("m", 2)
+    finally:
+        core.stop()
