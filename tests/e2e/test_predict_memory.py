@@ -63,22 +63,6 @@ def server(start_server, model: Path) -> ServerProcess:
     return start(start_server, model)
 
 
-def worker_pid(server: ServerProcess) -> int:
-    """The PID of the server's one worker: the gunicorn master's only child."""
-    master = server.process.pid
-    children = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _parent_pid(stat) == master]
-    assert len(children) == 1, children
-    return children[0]
-
-
-def _parent_pid(stat: Path) -> int | None:
-    try:
-        # NOTE: the command name (field 2) may hold spaces; the fields after its ")" are plain.
-        return int(stat.read_text().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def peak_rss(pid: int) -> int:
     """The process's peak resident set size in bytes (``VmHWM``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -100,7 +84,7 @@ def test_a_20_mb_body_costs_at_most_4_times_its_size(start_server, model: Path, 
     server = start(start_server, model)
     small = server.post("/v1/models/double:predict", json={"instances": [[1.0] * FEATURES]})
     assert small.status_code == 200, small.text
-    pid = worker_pid(server)
+    (pid,) = server.booted_workers()
     before = peak_rss(pid)
     body, values = body_of(key, BODY_BYTES)
     started = time.perf_counter()
