@@ -34,6 +34,10 @@ HANDSHAKE_SECONDS = 0.1
 QUEUE_DRAIN_SECONDS = 1.0
 """At most this long, when it leaves rotation, the worker accepts the connections its listener queues."""
 
+CONNECTIONS_LEAVE_SECONDS = 1.0
+"""At most this long, once out of rotation, the worker waits for its connections to close (each after the
+response to its next request) before it says it left: what it does next (a load) must not delay them."""
+
 
 class Rotation:
     """Whether this worker is in rotation: takes new connections on its own ``SO_REUSEPORT`` listener.
@@ -57,7 +61,8 @@ class Rotation:
 
     @property
     def listening(self) -> bool:
-        """Whether the listener is open now (not whether it is wanted)."""
+        """Whether the worker is in rotation now (not whether it is wanted): its listener is open, or closed
+        with its connections still leaving."""
         return self._listener is not None
 
     def set(self, listening: bool) -> None:
@@ -86,7 +91,7 @@ class Rotation:
         if self._changing is not None:
             await self._changing
         if self.listening:
-            await self._move(False)
+            await self._move(False, shutdown=True)
 
     def _soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop, if attached (call with the lock held)."""
@@ -106,10 +111,11 @@ class Rotation:
         finally:
             self._changing = None
 
-    async def _move(self, listening: bool) -> bool:
-        """Open or close the listener; False where it failed (logged)."""
+    async def _move(self, listening: bool, shutdown: bool = False) -> bool:
+        """Open or close the listener; False where it failed (logged). At ``shutdown``, uvicorn closes the
+        connections itself: there is nothing to wait for."""
         try:
-            await (self._open() if listening else self._close())
+            await (self._open() if listening else self._close(wait_for_connections=not shutdown))
         except Exception:  # NOTE: the port taken by a socket without SO_REUSEPORT, no descriptor left, ...
             change, (host, port) = "enter" if listening else "leave", self._address
             log.exception(
@@ -136,14 +142,25 @@ class Rotation:
         self._socket = sock
         self._changed()
 
-    async def _close(self) -> None:
+    async def _close(self, wait_for_connections: bool) -> None:
         assert self._listener is not None and self._socket is not None
         refuse_handshakes(self._socket)
         await _accept_queued(self._socket)
         self._listener.close()  # NOTE: closes the listener only: the connections it accepted stay
+        self._shed()
+        if wait_for_connections:
+            await self._connections_leave()
         self._listener = self._socket = None
         self._changed()
-        self._shed()
+
+    async def _connections_leave(self) -> None:
+        """Wait until every connection closed, for :data:`CONNECTIONS_LEAVE_SECONDS` at most (a client that
+        sends nothing more keeps its idle connection open)."""
+        assert self._server is not None
+        connections = self._server.server_state.connections
+        deadline = time.monotonic() + CONNECTIONS_LEAVE_SECONDS
+        while connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     def _changed(self) -> None:
         log.debug("Worker %s %s rotation", os.getpid(), "entered" if self.listening else "left")
