@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import tarfile
 import threading
@@ -326,3 +327,36 @@ def test_kill_9_of_a_worker_costs_at_most_the_requests_in_flight_and_no_503(star
     after = wrong(fresh_predicts(server, EXAMPLE_PROBES, 20))
     assert not after, f"after the replacement booted: {after}"
     print(report)
+
+
+# ---- kill -9 of the lifecycle coordinator ------------------------------------------------------------------
+
+
+def coordinators(server: ServerProcess) -> list[int]:
+    """The PIDs of the lifecycle coordinators the master started, in order."""
+    return [int(pid) for pid in re.findall(r"Started the lifecycle coordinator \(pid: (\d+)\)", server.log())]
+
+
+def test_kill_9_of_the_coordinator_fails_no_request_and_a_new_one_decides(watching, watched, half_plus):
+    serving = max(serving_versions(watching, "status")["status"])
+    probe = half_plus_probe("status", serving + 1.0)  # NOTE: version N of "status" adds N + 1
+    clients = [FreshClient(watching, [probe]) for _ in range(2)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(0.5)
+        coordinator = coordinators(watching)[-1]
+        assert parent(coordinator) == watching.process.pid, "this server's coordinator, not a reused PID"
+        os.kill(coordinator, signal.SIGKILL)
+        wait_for(lambda: len(coordinators(watching)) >= 2, 30)
+        time.sleep(1.0)
+    finally:
+        for client in clients:
+            client.halt.set()
+            client.join(60)
+    results = [r for client in clients for r in client.results]
+    assert results and not wrong(results), f"{len(results)} requests while the coordinator was replaced"
+
+    install_version(half_plus(serving + 2), watched / "status", serving + 1)
+    wait_for(partial(serves, watching, half_plus_probe("status", serving + 2.0)), 30)
+    wait_for(lambda: serving_versions(watching, "status")["status"] == {serving + 1}, 10)

@@ -298,7 +298,10 @@ class ServerState:
     # ---- the server's states --------------------------------------------------------------------
 
     def _record_states(self, targets: Mapping[str, tuple[AspiredVersion, ...]], serving: Mapping[str, tuple]) -> None:
-        """Publish a server state event for every version whose state (or error) changed."""
+        """Publish a server state event for every version whose state (or error) changed (none while no worker
+        is connected: at start and at shutdown, there is nobody to tell, and nothing serves)."""
+        if not self._workers:
+            return
         for id in self._known_versions(targets):
             state, error = self._server_state(id, targets, serving)
             last = self._monitor.state(id)

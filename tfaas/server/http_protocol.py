@@ -106,6 +106,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._deadline: float | None = None  # when the client's time is up; None: waiting on the app
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._idle_since: float | None = None  # when its last response ended (None: a request under way)
 
     # Connection
 
@@ -119,6 +120,7 @@ class HttpProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
+        self._idle_since = self.loop.time()
         self._wait_for_client(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -203,6 +205,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
+        self._idle_since = None
         if self._deadline is None:  # NOTE: pipelined behind a request that the app still answers
             self._wait_for_client(self.limits.header_timeout)
 
@@ -239,7 +242,12 @@ class HttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and not self._in_message and self.cycle.response_complete:
+            self._idle_since = self.loop.time()
             self._wait_for_client(self.limits.header_timeout)
+
+    def idle_seconds(self) -> float:
+        """How long the connection has waited for its client's next request (0 while one is under way)."""
+        return 0.0 if self._idle_since is None else self.loop.time() - self._idle_since
 
     # The client's time
 

@@ -38,6 +38,11 @@ CONNECTIONS_LEAVE_SECONDS = 1.0
 """At most this long, once out of rotation, the worker waits for its connections to close (each after the
 response to its next request) before it says it left: what it does next (a load) must not delay them."""
 
+IDLE_SECONDS = 0.05
+"""A connection whose client sent nothing for this long after its last response no longer holds up the
+leave: a client that keeps requests coming sends its next one sooner (a poller's idle connection may wait
+for its next poll)."""
+
 
 class Rotation:
     """Whether this worker is in rotation: takes new connections on its own ``SO_REUSEPORT`` listener.
@@ -154,12 +159,12 @@ class Rotation:
         self._changed()
 
     async def _connections_leave(self) -> None:
-        """Wait until every connection closed, for :data:`CONNECTIONS_LEAVE_SECONDS` at most (a client that
-        sends nothing more keeps its idle connection open)."""
+        """Wait until every connection closed or sat idle for :data:`IDLE_SECONDS`, for
+        :data:`CONNECTIONS_LEAVE_SECONDS` at most."""
         assert self._server is not None
         connections = self._server.server_state.connections
         deadline = time.monotonic() + CONNECTIONS_LEAVE_SECONDS
-        while connections and time.monotonic() < deadline:
+        while any(_in_use(c) for c in list(connections)) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
 
     def _changed(self) -> None:
@@ -175,6 +180,11 @@ class Rotation:
             for connection in list(self._server.server_state.connections):
                 if isinstance(connection, HttpProtocol):
                     connection.close_after_next_response()
+
+
+def _in_use(connection: object) -> bool:
+    """Whether a connection has a request under way, or had one a moment ago."""
+    return not isinstance(connection, HttpProtocol) or connection.idle_seconds() < IDLE_SECONDS
 
 
 async def _accept_queued(listener: socket.socket) -> None:
