@@ -50,8 +50,8 @@ class CoordinatorProcess:
     def __init__(self, settings: Settings, repository_models_at_start: Collection[str]) -> None:
         self.settings = settings
         self.repository_models_at_start = tuple(repository_models_at_start)
-        self._dir = tempfile.mkdtemp(prefix="tfaas-lifecycle-")  # NOTE: mode 0700
-        self.address = os.path.join(self._dir, "coordinator.sock")
+        self._dir: str | None = None
+        self.address = ""  # NOTE: set by start(), before the workers fork
         self.authkey = os.urandom(32)
         self._listener: Listener | None = None
         self.pid: int | None = None
@@ -61,6 +61,8 @@ class CoordinatorProcess:
         """Fork the coordinator (call in the master, before the workers; again when it died)."""
         if self._listener is None:
             # NOTE: made once, in the master: workers connect even while a new coordinator starts.
+            self._dir = tempfile.mkdtemp(prefix="tfaas-lifecycle-")  # NOTE: mode 0700
+            self.address = os.path.join(self._dir, "coordinator.sock")
             self._listener = Listener(self.address, "AF_UNIX", authkey=self.authkey)
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -113,7 +115,9 @@ class CoordinatorProcess:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
 
 def _run_coordinator(process: CoordinatorProcess, master_pid: int) -> int:
