@@ -45,7 +45,9 @@ def server(start_server, models_root: Path, tfserving_testdata_sources) -> Serve
             {"name": f"tf2_{source}", "base_path": str(testdata.path("saved_model_half_plus_two_tf2_cpu"))},
         ]
     config.write_text(yaml.safe_dump({"models": models}))
-    return start_server("--config", str(config), "--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1")
+    retries = ("--load_retry_initial_seconds", "0.5", "--load_retry_max_seconds", "1")
+    # NOTE: the default worker count (one per core): what serves is what every worker serves
+    return start_server("--config", str(config), *retries, env={"TFAAS_WORKERS": "0"})
 
 
 def predict(server: ServerProcess, model: str, x: float = 1.0, session=requests) -> requests.Response:
@@ -162,7 +164,7 @@ def test_half_copied_version_is_loaded_once_complete(server, models_root, half_p
     shutil.copy2(source / "saved_model.pb", target / "saved_model.pb")
     server.wait_available("partial", 2, timeout=10)
     assert answer(server, "partial") == 3.5
-    assert load_attempts(server, "partial", 2) == 1
+    assert load_attempts(server, "partial", 2) == len(server.booted_workers())  # NOTE: once in each worker
 
 
 def _assert_broken_version_fails_and_old_serves(server: ServerProcess, model: str) -> None:
@@ -177,7 +179,8 @@ def _assert_broken_version_fails_and_old_serves(server: ServerProcess, model: st
     assert status["status"]["error_code"] != "OK"
     assert server.version_states(model)[1] == "AVAILABLE"
     assert answer(server, model) == 2.5
-    wait_for(lambda: load_attempts(server, model, 2) >= 2, timeout=15)  # it is retried
+    workers = len(server.booted_workers())
+    wait_for(lambda: load_attempts(server, model, 2) >= 2 * workers, timeout=15)  # it is retried
     assert answer(server, model) == 2.5
 
 
