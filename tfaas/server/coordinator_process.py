@@ -277,7 +277,10 @@ class RemoteLifecycle:
                 self._open()
                 continue
             if message[0] == "decision":
-                self._apply(message[1])
+                try:
+                    self._apply(message[1])
+                except Exception:  # NOTE: the link must outlive a bug in following one decision
+                    log.exception("Following the coordinator's decision failed")
             elif message[0] == "reply":
                 future = self._replies.pop(message[1], None)
                 if future is not None:
