@@ -128,7 +128,9 @@ def assert_hot_swap_fails_no_request(server: ServerProcess, base: Path, v2: Path
             timeout=10,
         )
         swapped = time.monotonic() - copied
-        assert swapped < 3.0, f"version 2 took {swapped:.2f} s to replace version 1"
+        # NOTE: the settle time, then each worker in its window, one after the other
+        limit = 1.0 + 2.0 * len(server.booted_workers())
+        assert swapped < limit, f"version 2 took {swapped:.2f} s to replace version 1 (limit {limit:g} s)"
         wait_for(lambda: answer(server, model) == 3.5, timeout=5)
         swapped_at = time.monotonic()
         time.sleep(1.0)  # NOTE: a second of load on version 2 alone
