@@ -318,7 +318,10 @@ def test_kill_9_of_a_worker_costs_at_most_the_requests_in_flight_and_no_503(star
     report = f"{len(workers)} workers, {len(results)} requests: {dict(statuses)}; wrong: {wrong(results)}"
     assert statuses[503] == 0, report
     if len(workers) >= 2:  # NOTE: with one worker, every connection fails until its replacement listens
-        assert len(lost) <= len(clients), f"{report}; lost: {Counter(lost)}"
+        # NOTE: what the killed worker had: a request in flight per client, and the connections the kernel
+        # queued to its listener while the process was torn down (a client whose in-flight connection was
+        # reset first may reconnect into that queue once): at most two per client.
+        assert len(lost) <= 2 * len(clients), f"{report}; lost: {Counter(lost)}"
     answered = [(probe, answer) for probe, answer in results if answer.status not in (0, 503)]
     assert not wrong(answered), report
 
