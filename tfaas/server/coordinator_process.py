@@ -140,7 +140,7 @@ def _run_coordinator(process: CoordinatorProcess, master_pid: int) -> int:
         return 1
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload, args=(coordinator,), daemon=True).start())
     assert process._listener is not None
-    hub = threading.Thread(target=_accept_workers, args=(process._listener, coordinator), daemon=True)
+    hub = threading.Thread(target=accept_workers, args=(process._listener, coordinator), daemon=True)
     hub.start()
     coordinator.start()
     while not stop.wait(_PARENT_CHECK_SECONDS):
@@ -157,8 +157,9 @@ def _reload(coordinator: Any) -> None:
     coordinator.reload_config()
 
 
-def _accept_workers(listener: Listener, coordinator: Any) -> None:
-    """Take each worker's connection (a wrong key is refused by the handshake) and serve it on a thread."""
+def accept_workers(listener: Listener, coordinator: Any) -> None:
+    """Take each worker's connection (a wrong key is refused by the handshake) and serve it on a thread,
+    until ``listener`` closes (the coordinator's process runs this on a thread of its own)."""
     while True:
         try:
             conn = listener.accept()
