@@ -212,11 +212,9 @@ class ServerCore:
     def rotation_changed(self) -> None:
         """The listener opened or closed: apply the loads a window deferred, and tell the coordinator."""
         with self._rotation_lock:
-            deferred, self._deferred = self._deferred, None
-            if deferred is not None and not self.rotation.listening:
+            if self._deferred is not None and not self.rotation.listening:
+                deferred, self._deferred = self._deferred, None
                 self._aspire_all(deferred)
-            elif deferred is not None:
-                self._deferred = deferred
         self.report()
 
     def _aspire_all(self, decision: Decision) -> None:
