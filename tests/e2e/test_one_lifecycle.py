@@ -12,6 +12,7 @@ import io
 import os
 import re
 import signal
+import sys
 import tarfile
 import threading
 import time
@@ -272,6 +273,20 @@ def test_a_hot_swap_across_the_default_workers_fails_no_request(watching, watche
     assert_default_workers(watching)
     clients = [Client(watching, "hot", fresh=True) for _ in range(4)]
     assert_hot_swap_fails_no_request(watching, watched / "hot", half_plus(3), clients)
+
+
+def test_workers_without_cap_net_admin_still_swap_with_no_failed_request(start_server, tmp_path, half_plus):
+    # NOTE: as in a container or a hardened systemd unit: with Debian's kernel.unprivileged_bpf_disabled=2,
+    # a worker cannot filter new connections off its listener, and leaves rotation without (keep-alive
+    # clients reconnect only once the listener closed, so they lose nothing either way).
+    base = tmp_path / "nocap"
+    install_version(half_plus(2), base, 1)
+    command = ("setpriv", "--bounding-set=-net_admin", sys.executable, "-m", "tfaas", "serve")
+    server = start_server("--model_name", "nocap", "--model_base_path", str(base), env=DEFAULT_WORKERS, command=command)
+    assert_default_workers(server)
+    clients = [Client(server, "nocap") for _ in range(4)]
+    assert_hot_swap_fails_no_request(server, base, half_plus(3), clients)
+    assert "cannot filter new connections off its listener" in server.log()
 
 
 # ---- kill -9 of a worker -----------------------------------------------------------------------------------

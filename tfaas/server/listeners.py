@@ -78,7 +78,7 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def refuse_handshakes(listener: socket.socket) -> None:
+def refuse_handshakes(listener: socket.socket) -> bool:
     """Drop the first segment (SYN) of every new connection that the kernel gives ``listener`` from now
     on; handshakes under way complete, and the listener queues them as before.
 
@@ -87,6 +87,15 @@ def refuse_handshakes(listener: socket.socket) -> None:
     came in between. With their SYN dropped, clients send it again a second later (TCP's first
     retransmission), when the listener has left the group and another socket of it takes them. The
     connections it accepts from now on inherit the filter, which does them no harm: none gets a SYN.
+
+    Returns False where the kernel refuses the filter: with ``kernel.unprivileged_bpf_disabled`` set (Debian's
+    default is 2), attaching one takes ``CAP_NET_ADMIN``, which a container or a hardened unit does not
+    give. The listener then closes right after its queue is accepted, and a connection completed in
+    between is reset.
     """
     program = struct.pack("HP", len(_SYN_DROPPING_PROGRAM), ctypes.addressof(_SYN_DROPPING_FILTER))
-    listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+    except PermissionError:
+        return False
+    return True

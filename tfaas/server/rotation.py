@@ -149,7 +149,8 @@ class Rotation:
 
     async def _close(self, wait_for_connections: bool) -> None:
         assert self._listener is not None and self._socket is not None
-        refuse_handshakes(self._socket)
+        if not refuse_handshakes(self._socket):
+            _warn_unfiltered()
         await _accept_queued(self._socket)
         self._listener.close()  # NOTE: closes the listener only: the connections it accepted stay
         self._shed()
@@ -180,6 +181,16 @@ class Rotation:
             for connection in list(self._server.server_state.connections):
                 if isinstance(connection, HttpProtocol):
                     connection.close_after_next_response()
+
+
+@functools.cache
+def _warn_unfiltered() -> None:
+    """Say once per worker that leaving rotation may reset a connection (see ``refuse_handshakes``)."""
+    log.warning(
+        "Worker %s cannot filter new connections off its listener (no CAP_NET_ADMIN, and unprivileged BPF is"
+        " off): when it leaves rotation, a connection that completes as its listener closes is reset",
+        os.getpid(),
+    )
 
 
 def _in_use(connection: object) -> bool:
