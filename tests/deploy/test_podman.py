@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/debian-bookworm:min"
 IMAGE = "localhost/tfaas:test"
 TOOLS = ("podman", "runc", "debootstrap")
+PACKAGES = (*TOOLS, "containernetworking-plugins", "iptables", "uidmap", "fuse-overlayfs", "slirp4netns")
+"""Debian's packages for rootful podman with published ports (``.ci/run`` installs the same)."""
 # NOTE: package traffic may go through a proxy whose CA only the host trusts: pip in the build gets the
 # host's bundle beside the image's own (mounting over /etc/ssl/certs breaks ca-certificates' install).
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -45,7 +47,8 @@ def install_tools() -> None:
     if all(shutil.which(tool) for tool in TOOLS):
         return
     if shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *TOOLS], capture_output=True)
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES], capture_output=True)
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
     if missing:
         pytest.skip(f"!!! THE CONTAINER IMAGE IS NOT TESTED: {missing} missing and apt-get could not install them")
