@@ -257,14 +257,28 @@ class Metrics:
 
     # ---- recording ------------------------------------------------------------------------------
 
-    def observe_request(self, *, model: str, version: str, api: str, http_status: int, seconds: float) -> None:
-        """Count one /v1 request; time it when it succeeded (as TF Serving times only OK requests)."""
+    def observe_request(
+        self,
+        *,
+        model: str,
+        version: str,
+        api: str,
+        http_status: int,
+        seconds: float,
+        code: str | None = None,
+        entrypoint: str = ENTRYPOINT,
+    ) -> None:
+        """Count one inference API request; time it when it succeeded (as TF Serving times only OK requests).
+
+        ``code`` is TF Serving's error-code name (by default read from ``http_status``); ``entrypoint``
+        the front, ``REST`` or ``GRPC``, as TF Serving's latency metric labels it.
+        """
         self.requests.labels(model, version, api, str(http_status)).inc()
-        code = status_code_name(http_status)
+        code = code or status_code_name(http_status)
         self.tf_request_count.labels(model, code).inc()
         if code == "OK":
             self.request_seconds.labels(model, api).observe(seconds)
-            self.tf_request_latency.labels(model, api, ENTRYPOINT).observe(seconds * 1e6)
+            self.tf_request_latency.labels(model, api, entrypoint).observe(seconds * 1e6)
 
     def observe_stages(self, *, model: str, api: str, stages: Mapping[str, float]) -> None:
         """Record where one successful request's time went (see ``tfaas.request_timing``)."""

@@ -12,10 +12,21 @@ import numpy as np
 import orjson
 import pytest
 
+from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
 from tfaas.errors import InvalidArgument
-from tfaas.servables.classify_regress import classify, decode_examples, regress
+from tfaas.servables import classify_regress
 from tfaas.servables.saved_model import SavedModelServable
 from tfaas.servables.servable import SignatureInfo, TensorInfo
+
+
+def classify(*args: Any, **kwargs: Any) -> bytes:
+    """Classify, answered as the REST API answers (TF Serving's response JSON)."""
+    return classify_json(*classify_regress.classify(*args, **kwargs))
+
+
+def regress(*args: Any, **kwargs: Any) -> bytes:
+    """Regress, answered as the REST API answers."""
+    return regress_json(classify_regress.regress(*args, **kwargs))
 
 
 def _features(serialized: bytes) -> dict[str, tuple[str | None, list[Any]]]:

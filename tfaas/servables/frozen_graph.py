@@ -144,6 +144,10 @@ class FrozenGraphServable:
         except self._client_errors as error:
             raise InvalidArgument(_client_message(error)) from error
 
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
+        """Never queued: this servable does not batch (``BatchingServable`` wraps it where it does)."""
+        return None
+
     def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``inputs`` as ``run`` would feed them, or ``run``'s client errors."""
         return self._runner(signature_name).checked(inputs)

@@ -24,6 +24,7 @@ import simdjson
 
 from tfaas.errors import Internal, InvalidArgument, Unimplemented
 from tfaas.servables.servable import SignatureInfo
+from tfaas.tf_serving import shape_text
 
 _B64 = "b64"
 _BYTES_SUFFIX = "_bytes"
@@ -639,8 +640,3 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "Object"
     return type(value).__name__
-
-
-def shape_text(shape: Sequence[int]) -> str:
-    """A concrete shape as TF Serving's messages write it: ``[2,3]`` (``TensorShape::DebugString``)."""
-    return "[" + ",".join(map(str, shape)) + "]"

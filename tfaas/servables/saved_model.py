@@ -177,6 +177,10 @@ class SavedModelServable:
         # NOTE: np.asarray, not .numpy(): that gives numpy scalars (or bytes) for rank-0 outputs.
         return {alias: np.asarray(tensor) for alias, tensor in outputs.items()}
 
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
+        """Never queued: this servable does not batch (``BatchingServable`` wraps it where it does)."""
+        return None
+
     def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``inputs`` as ``run`` would feed them (cast to the signature's dtypes), or ``run``'s client errors."""
         return self._runner(signature_name).checked(inputs)

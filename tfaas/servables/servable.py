@@ -6,7 +6,7 @@ TensorFlow-free, so the routes and the JSON codecs can be typed and tested witho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -36,6 +36,17 @@ class SignatureInfo:
     method_name: str
     inputs: Mapping[str, TensorInfo] = field(default_factory=dict)
     outputs: Mapping[str, TensorInfo] = field(default_factory=dict)
+
+
+class QueuedCall(Protocol):
+    """A model call waiting in a batcher's queue (``tfaas.batching.scheduler.Task``)."""
+
+    enqueued: float
+    started: float
+
+    def wait(self) -> dict[str, np.ndarray]:
+        """The call's outputs (raises its error), blocking until its batch ran."""
+        ...
 
 
 class Servable(Protocol):
@@ -75,4 +86,15 @@ class Servable(Protocol):
         """``inputs`` as ``run`` would feed them (cast to the signature's dtypes, shapes checked where ``run``
         checks them), raising the ``InvalidArgument`` that ``run`` would. The batcher checks each request
         this way before it joins a batch, so one bad request never fails the others of its batch."""
+        ...
+
+    def submit(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        on_done: Callable[[QueuedCall], None] | None = None,
+    ) -> QueuedCall | None:
+        """Queue the call for a batch and return it (``on_done`` is called from the batch thread once it
+        ran), or ``None`` when this servable does not batch this call: the caller then calls ``run``.
+        Raises what ``run`` raises for inputs the signature refuses, ``Unavailable`` when the queue is full."""
         ...

@@ -25,8 +25,8 @@ from tfaas import request_timing
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
+from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
 from tfaas.servables.classify_regress import classify as classify_examples
-from tfaas.servables.classify_regress import decode_examples
 from tfaas.servables.classify_regress import regress as regress_examples
 from tfaas.servables.json_tensor import (
     NUMERIC_BODY_BYTES,
@@ -336,12 +336,12 @@ def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> list[bytes]:
 
 def classify(spec: ModelSpec) -> Response:
     """``POST …:classify``: ``examples`` (and ``context``) as tf.Examples → ``[[label, score], …]``."""
-    return _run_examples(spec, "classify", classify_examples)
+    return _run_examples(spec, "classify", lambda *args: classify_json(*classify_examples(*args)))
 
 
 def regress(spec: ModelSpec) -> Response:
     """``POST …:regress``: ``examples`` (and ``context``) as tf.Examples → one float per example."""
-    return _run_examples(spec, "regress", regress_examples)
+    return _run_examples(spec, "regress", lambda *args: regress_json(regress_examples(*args)))
 
 
 def _run_examples(spec: ModelSpec, method: str, run: Callable[[Any, str, list[bytes]], bytes]) -> Response:
