@@ -60,6 +60,7 @@ class TfaasApplication(BaseApplication):
         self.core: Any = None  # the worker's ServerCore, built in load()
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         self.rotation: Rotation | None = None  # whether the worker takes connections, made in load()
+        self.service: Any = None  # the worker's InferenceService over its core, every front's, made in load()
         super().__init__(prog="tfaas serve")
 
     def load_config(self) -> None:
@@ -97,6 +98,7 @@ class TfaasApplication(BaseApplication):
         # NOTE: out of rotation until the coordinator says it serves what the server serves.
         self.rotation = Rotation(s.host, s.rest_api_port, backlog=self.cfg.backlog, on_change=self._rotation_changed)
 
+        from tfaas.inference.service import InferenceService
         from tfaas.servables import tf_runtime
         from tfaas.server.app import create_app
         from tfaas.server.asgi import AsgiFront
@@ -109,6 +111,7 @@ class TfaasApplication(BaseApplication):
         self.core = ServerCore(s, lifecycle=lifecycle, rotation=self.rotation)
         self.core.start()
         self.reloader.start(self.core.reload_config)
+        self.service = InferenceService(self.core, self.settings.threads)
         return AsgiFront(self.core, create_app(self.core), self.settings.threads)
 
     def _rotation_changed(self, listening: bool) -> None:
