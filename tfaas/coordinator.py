@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Collection
+from typing import Callable, Collection, Sequence
 
-from tfaas.config import Settings
+from tfaas.config import ModelConfig, Settings
 from tfaas.core.server_state import Decision, ServerState, WorkerId, WorkerReport
 from tfaas.core.source import AspiredVersion
 from tfaas.served_models import ServedModels
@@ -85,6 +85,10 @@ class Coordinator:
         """Re-read the model config file (False: refused); decisions follow."""
         return self.served.reload_config()
 
+    def set_model_config(self, models: Sequence[ModelConfig]) -> None:
+        """Serve ``models`` as the configured models; decisions follow."""
+        self.served.set_config(models)
+
     def refresh_repository(self) -> None:
         """Re-read the model repository; decisions follow."""
         self.served.refresh_repository()
@@ -153,6 +157,9 @@ class LocalLifecycle:
 
     def reload_config(self) -> bool:
         return self.coordinator.reload_config()
+
+    def set_model_config(self, models: Sequence[ModelConfig]) -> None:
+        self.coordinator.set_model_config(models)
 
     def refresh_repository(self) -> None:
         self.coordinator.refresh_repository()

@@ -86,6 +86,13 @@ class ServedModels:
         log.info("Model config reloaded: %d configured models", len(models))
         return True
 
+    def set_config(self, models: Sequence[ModelConfig]) -> None:
+        """Serve ``models`` as the configured models from now on, in place of the model config file's (TF
+        Serving's ``HandleReloadConfigRequest``): new models load, those left out unload. The file is read
+        again only when it changes or on SIGHUP."""
+        self._apply(models)
+        log.info("Model config set by a reload request: %d configured models", len(models))
+
     def refresh_repository(self) -> None:
         """Serve the models now in the model repository (called on its changes, and after uploads)."""
         self._apply(self._configured)

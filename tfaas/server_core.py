@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Protocol
+from typing import Callable, Collection, Mapping, Protocol, Sequence
 
 from tfaas.batching.loader import BatchingLoader
 from tfaas.batching.parameters import BatchingParameters
@@ -65,6 +65,9 @@ class Lifecycle(Protocol):
 
     def reload_config(self) -> bool:
         """Re-read the model config file; False if it was refused."""
+
+    def set_model_config(self, models: Sequence[ModelConfig]) -> None:
+        """Serve ``models`` as the configured models (in place of the config file's); returns once applied."""
 
     def refresh_repository(self) -> None:
         """Re-read the model repository (after an upload or a delete); returns once applied."""
@@ -183,6 +186,11 @@ class ServerCore:
         """Ask the coordinator to re-read the model config file (new models load, removed ones unload);
         False when the file was refused (the config in force stays)."""
         return self.lifecycle.reload_config()
+
+    def set_model_config(self, models: Sequence[ModelConfig]) -> None:
+        """Ask the coordinator to serve ``models`` as the configured models, in place of the config file's
+        (new ones load, those left out unload); returns once it applied them, not once they serve."""
+        self.lifecycle.set_model_config(models)
 
     def refresh_repository(self) -> None:
         """Ask the coordinator to serve the models now in the model repository (after an upload or delete)."""

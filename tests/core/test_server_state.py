@@ -169,3 +169,14 @@ def test_a_model_removed_from_the_config_unloads_everywhere_and_ends():
     state.report("b", report(clock))
     decisions = state.decide()
     assert decisions["a"].states["m"][1].state is END and decisions["a"].not_ready == {}
+
+
+def test_the_paths_of_versions_no_longer_aspired_nor_held_are_forgotten():
+    clock = Clock()
+    state = serving_state(clock)
+    for number in range(2, 6):
+        state.set_aspired("m", [version(number)])
+        state.report("a", report(clock, **{f"v{number}": (AVAILABLE,)}))
+        state.report("b", report(clock, **{f"v{number}": (AVAILABLE,)}))
+        state.decide()
+    assert set(state._paths) == {ServableId("m", 5)}

@@ -12,7 +12,7 @@ import pytest
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
-from tfaas.errors import InvalidArgument, NotFound
+from tfaas.errors import InvalidArgument, NotFound, Unavailable
 from tfaas.inference.request_metrics import GRPC
 from tfaas.inference.service import InferenceService
 from tfaas.inference.types import (
@@ -35,11 +35,15 @@ PREDICT = SignatureInfo(
     {"y": TensorInfo("y", "y:0", FLOAT, (None, 1)), "z": TensorInfo("z", "z:0", FLOAT, (None, 1))},
 )
 REGRESS = SignatureInfo(
-    "regress", REGRESS_METHOD_NAME, {"inputs": TensorInfo("inputs", "i:0", "DT_STRING", (None,))},
+    "regress",
+    REGRESS_METHOD_NAME,
+    {"inputs": TensorInfo("inputs", "i:0", "DT_STRING", (None,))},
     {"outputs": TensorInfo("outputs", "o:0", FLOAT, (None,))},
 )
 CLASSIFY = SignatureInfo(
-    "classify", CLASSIFY_METHOD_NAME, {"inputs": TensorInfo("inputs", "i:0", "DT_STRING", (None,))},
+    "classify",
+    CLASSIFY_METHOD_NAME,
+    {"inputs": TensorInfo("inputs", "i:0", "DT_STRING", (None,))},
     {"scores": TensorInfo("scores", "s:0", FLOAT, (None, 2))},
 )
 
@@ -90,7 +94,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferenceServi
     model = ModelConfig(
         name="m", base_path=str(base), version_policy=ServableVersionPolicy("all"), version_labels={"stable": 1}
     )
-    settings = Settings(models=(model,), enable_batching=False, version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    settings = Settings(
+        models=(model,), enable_batching=False, version_settle_seconds=0, file_system_poll_wait_seconds=-1
+    )
     core = ServerCore(settings, loader_factory=TimesVersionLoader, metrics=Metrics(CollectorRegistry()))
     core.start()
     assert core.wait_until(lambda: core.available_versions("m") == [2, 1], 5)
@@ -186,3 +192,30 @@ def test_recorded_counts_each_outcome_with_its_entrypoint(service: InferenceServ
     assert 'tfaas_requests_total{api="predict",code="200",model="m",version="2"}' in text
     assert 'tfaas_requests_total{api="predict",code="404",model="",version=""}' in text
     assert ':tensorflow:serving:request_latency_count{API="predict",entrypoint="GRPC",model_name="m"}' in text
+
+
+def test_reload_config_serves_exactly_the_new_models(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "saved_model.pb").write_bytes(b"fake")
+    from prometheus_client import CollectorRegistry
+
+    a, b = (ModelConfig(name=n, base_path=str(tmp_path / n)) for n in ("a", "b"))
+    settings = Settings(models=(a,), enable_batching=False, version_settle_seconds=0, file_system_poll_wait_seconds=-1)
+    core = ServerCore(settings, loader_factory=TimesVersionLoader, metrics=Metrics(CollectorRegistry()))
+    core.start()
+    service = InferenceService(core, threads=1, reload_wait_seconds=1)
+    try:
+        assert core.wait_until_ready(5)
+        service.reload_config([b])
+        assert service.predict(PredictRequest(ModelSpec("b"), {"x": np.ones((1, 1), np.float32)})).spec.version == 1
+        assert core.wait_until(lambda: core.model_names == ["b"], 5)
+        with pytest.raises(NotFound):
+            service.predict(PredictRequest(ModelSpec("a"), {"x": np.ones((1, 1), np.float32)}))
+        (tmp_path / "empty").mkdir()
+        empty = ModelConfig(name="empty", base_path=str(tmp_path / "empty"))
+        with pytest.raises(Unavailable, match="not every model serves: empty: "):
+            service.reload_config([b, empty])
+    finally:
+        service.close()
+        core.stop()

@@ -167,6 +167,7 @@ class ServerState:
         serving = {name: self._serving(name, target) for name, target in targets.items()}
         self._record_states(targets, serving)
         self._assign_window(targets, serving)
+        self._forget_paths()
         states = {name: self._monitor.version_states(name) for name in self._monitor.model_names()}
         not_ready = {name: self._why_not_serving(name, targets) for name in self._readiness if not serving.get(name)}
         return {
@@ -182,6 +183,14 @@ class ServerState:
             )
             for worker_id, worker in self._workers.items()
         }
+
+    def _forget_paths(self) -> None:
+        """Keep the path of a version only while it is aspired or some worker holds it (a long-running server
+        sees every version ever dropped in)."""
+        wanted = {v.id for versions in self._aspired.values() for v in versions}
+        wanted.update(id for worker in self._workers.values() for id in worker.report.states)
+        for id in self._paths.keys() - wanted:
+            del self._paths[id]
 
     def _target(self, name: str) -> tuple[AspiredVersion, ...]:
         """The versions ``name`` should have: the aspired ones, and the serving ones until one of those serves."""

@@ -28,8 +28,8 @@ from tfaas import request_timing
 from tfaas.batching.batching_servable import queue_seconds
 from tfaas.config import ModelConfig
 from tfaas.core.servable_handle import ServableHandle
-from tfaas.core.states import ServableState
-from tfaas.errors import InvalidArgument
+from tfaas.core.states import ManagerState, ServableState
+from tfaas.errors import InvalidArgument, Unavailable
 from tfaas.inference import request_metrics
 from tfaas.inference.request_metrics import REST, RequestRecord
 from tfaas.inference.types import (
@@ -52,13 +52,18 @@ from tfaas.tf_serving import CLASSIFY_METHOD_NAME, REGRESS_METHOD_NAME
 
 T = TypeVar("T")
 
+RELOAD_WAIT_SECONDS = 60.0
+"""How long a config reload waits for the new config's models to serve before it answers with why not."""
+
 
 class InferenceService:
     """TF Serving's inference and model APIs over ``core``; ``threads`` sizes the pool of model calls
-    that do not batch (and of whatever a front hands to :meth:`in_pool`)."""
+    that do not batch (and of whatever a front hands to :meth:`in_pool`); ``reload_wait_seconds`` bounds
+    how long a config reload waits for its models to serve."""
 
-    def __init__(self, core: ServerCore, threads: int = 4) -> None:
+    def __init__(self, core: ServerCore, threads: int = 4, reload_wait_seconds: float = RELOAD_WAIT_SECONDS) -> None:
         self.core = core
+        self._reload_wait_seconds = reload_wait_seconds
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-inference")
 
     def close(self) -> None:
@@ -191,9 +196,25 @@ class InferenceService:
 
     def reload_config(self, models: Sequence[ModelConfig]) -> None:
         """Serve exactly ``models`` from now on (TF Serving's ``HandleReloadConfigRequest``): new ones load,
-        those left out unload, changed ones follow their new policy. ``InvalidArgument`` for a config the
-        server refuses (the one in force stays)."""
+        those left out unload, changed ones follow their new policy. Returns once every model of the new
+        config serves, as TF Serving's does; ``Unavailable`` with the reasons when one failed to load or did
+        not serve within ``reload_wait_seconds`` (the new config stays in force either way)."""
         self.core.set_model_config(models)
+        names = [model.name for model in models]
+        self.core.wait_until(lambda: all(self._settled(name) for name in names), self._reload_wait_seconds)
+        not_serving = {name: why for name, why in self.core.not_ready().items() if name in names}
+        not_serving.update((name, "it serves no version") for name in names if name not in self.core.model_names)
+        if not_serving:
+            reasons = "; ".join(f"{name}: {why}" for name, why in sorted(not_serving.items()))
+            raise Unavailable(f"The new model config is in force, but not every model serves: {reasons}")
+
+    def _settled(self, name: str) -> bool:
+        """Whether ``name`` serves, or has a version that failed to load and none still loading."""
+        if self.core.available_versions(name):
+            return True
+        states = self.core.states(name).values()
+        loading = any(s.state in (ManagerState.START, ManagerState.LOADING) for s in states)
+        return not loading and any(s.error for s in states)
 
     def _handle(self, spec: ModelSpec) -> ServableHandle:
         """A handle on the version ``spec`` resolves to; the request's metrics are labelled with it."""

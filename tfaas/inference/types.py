@@ -8,7 +8,7 @@ one of a version or a label); what answered is a :class:`ServedSpec` (the versio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ InputDecoder = Callable[[SignatureInfo], Mapping[str, np.ndarray]]
 """Decodes a request's inputs once the signature that will run them is known (a JSON codec needs its
 dtypes); a codec whose wire format carries its own dtypes (``TensorProto``) passes arrays instead."""
 
-Inputs = Union[Mapping[str, np.ndarray], InputDecoder]
+Inputs = Mapping[str, np.ndarray] | InputDecoder
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ def classify(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Run a classification signature on serialized tf.Examples; return its ``classes`` and ``scores``.
 
-    Each is ``[examples, classes]``, or ``None`` where the signature has no such output. Raises ``InvalidArgument`` for an
-    unknown or unfit signature and for outputs that are not classification results.
+    Each is ``[examples, classes]``, or ``None`` where the signature has no such output. Raises
+    ``InvalidArgument`` for an unknown or unfit signature and for outputs that are not classification results.
     """
     signature = _signature(servable, signature_name)
     _check_classification_signature(servable, signature, check_method_name)

@@ -24,9 +24,9 @@ import threading
 import time
 from concurrent.futures import Future
 from multiprocessing.connection import Client, Connection, Listener
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Sequence
 
-from tfaas.config import Settings
+from tfaas.config import ModelConfig, Settings
 from tfaas.core.server_state import Decision, WorkerReport
 from tfaas.errors import Unavailable
 
@@ -194,6 +194,9 @@ def _serve_worker(conn: Connection, coordinator: Any) -> None:
             elif message[0] == "refresh":
                 coordinator.refresh_repository()
                 send(("reply", message[1], None))
+            elif message[0] == "config":
+                coordinator.set_model_config(message[2])
+                send(("reply", message[1], None))
     except (EOFError, OSError):
         pass
     finally:
@@ -231,6 +234,9 @@ class RemoteLifecycle:
 
     def reload_config(self) -> bool:
         return bool(self._request("reload"))
+
+    def set_model_config(self, models: Sequence[ModelConfig]) -> None:
+        self._request("config", tuple(models))
 
     def refresh_repository(self) -> None:
         self._request("refresh")
@@ -303,14 +309,14 @@ class RemoteLifecycle:
                 self._connected.wait(REQUEST_SECONDS)
                 self._report_ready.set()  # NOTE: sent again on the new connection
 
-    def _request(self, kind: str) -> Any:
+    def _request(self, kind: str, *args: Any) -> Any:
         if not self._connected.wait(REQUEST_SECONDS):
             raise Unavailable("The server's lifecycle coordinator does not answer; try again")
         request_id = next(self._ids)
         future: Future = Future()
         self._replies[request_id] = future
         try:
-            self._send((kind, request_id))
+            self._send((kind, request_id, *args))
             return future.result(REQUEST_SECONDS)
         except Exception:
             self._replies.pop(request_id, None)

@@ -22,10 +22,10 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, Rule
 
 from tfaas import request_timing
+from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ServableState
 from tfaas.errors import InvalidArgument, MethodNotAllowed
-from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
 from tfaas.servables.classify_regress import classify as classify_examples
 from tfaas.servables.classify_regress import regress as regress_examples
 from tfaas.servables.json_tensor import (

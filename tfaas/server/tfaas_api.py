@@ -304,9 +304,7 @@ def status() -> Response:
             "Memory": {"Virtual": _memory()},
             "NGo": threading.active_count(),
             "Uptime": time.time() - _STARTED,
-            "models": {
-                name: [str(v) for v in _core().available_versions(name)] for name in _core().model_names
-            },
+            "models": {name: [str(v) for v in _core().available_versions(name)] for name in _core().model_names},
         }
     )
 
