@@ -475,12 +475,11 @@ def read_model_config_file(path: str) -> tuple[ModelConfig, ...] | None:
             _reject_unknown_keys(raw, ("models",), path)
             raw = raw.get("models")
         return None if raw is None else _models_from_list(raw, base_dir, path)
-    models = _text_format_models(path)
-    return None if models is None else _models_from_list(models, base_dir, path)
+    return models_from_server_config(_read_text_format(path), base_dir, path)
 
 
-def _text_format_models(path: str) -> list[dict[str, Any]] | None:
-    """Parse a ``ModelServerConfig`` text proto into YAML-shaped model mappings (None: no config set)."""
+def _read_text_format(path: str) -> Any:
+    """Parse a ``ModelServerConfig`` text proto file."""
     # NOTE: imported here so that importing tfaas.config stays cheap; neither pulls in TensorFlow.
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -492,12 +491,20 @@ def _text_format_models(path: str) -> list[dict[str, Any]] | None:
         raise ConfigError(
             f"Error parsing text-format tensorflow.serving.ModelServerConfig from {path}: {exc}"
         ) from None
+    return config
+
+
+def models_from_server_config(config: Any, base_dir: str, origin: str) -> tuple[ModelConfig, ...] | None:
+    """The models of a ``ModelServerConfig`` proto, validated as a config file's (``None``: it sets no
+    list). Relative base paths are taken from ``base_dir``; ``origin`` (a file, a request) is named in
+    every error and warning."""
     which = config.WhichOneof("config")
     if which == "custom_model_config":
-        raise ConfigError(f"{path}: custom_model_config is not supported; use model_config_list")
+        raise ConfigError(f"{origin}: custom_model_config is not supported; use model_config_list")
     if which is None:
         return None
-    return [_proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)]
+    models = [_proto_model(proto, f"models[{i}]", origin) for i, proto in enumerate(config.model_config_list.config)]
+    return _models_from_list(models, base_dir, origin)
 
 
 def _proto_model(proto: Any, where: str, path: str) -> dict[str, Any]:
