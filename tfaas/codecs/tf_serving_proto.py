@@ -209,6 +209,7 @@ def status_response(states: Sequence[ServableState]) -> Any:
         entry = response.model_version_status.add()
         entry.version = state.id.version
         entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state.state.name)
+        entry.status.SetInParent()  # NOTE: present even when OK, as TF Serving writes it
         if state.error:
             entry.status.error_code = _UNKNOWN_ERROR_CODE
             entry.status.error_message = state.error

@@ -112,6 +112,10 @@ class TfaasApplication(BaseApplication):
         self.core.start()
         self.reloader.start(self.core.reload_config)
         self.service = InferenceService(self.core, self.settings.threads)
+        if s.grpc_port:
+            from tfaas.server.grpc_listener import GrpcListener  # NOTE: grpc only in workers, never in the master
+
+            self.rotation.add_listener(GrpcListener(s, self.service))
         return AsgiFront(self.core, create_app(self.core), self.settings.threads)
 
     def _rotation_changed(self, listening: bool) -> None:
@@ -123,6 +127,8 @@ class TfaasApplication(BaseApplication):
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
         try:
             check_port_free(self.settings.host, self.settings.rest_api_port)
+            if self.settings.grpc_port:
+                check_port_free(self.settings.host, self.settings.grpc_port)
             arbiter = TfaasArbiter(self)  # NOTE: sets up logging
             if self.worker_choice is not None:
                 log.log(self.worker_choice.level, "%s", self.worker_choice.message)
