@@ -13,11 +13,21 @@ predict's model call is awaited (the batcher's thread wakes the loop) instead of
 The one-lifecycle guarantee holds for gRPC as for REST: :class:`GrpcListener` is one of the worker's
 :class:`~tfaas.server.rotation.Rotation` listeners, opened only when the worker enters rotation (it holds
 every version that serves) and closed when it leaves (its window, where it loads, and SIGTERM). A stopped
-gRPC server cannot start again, so each entry builds a new one. Leaving, the server stops taking calls
-(its listener closes, its clients get a GOAWAY and reconnect, to the workers in rotation), the health
-service says NOT_SERVING, and the calls under way finish: at SIGTERM the worker waits for them (for
-``graceful_timeout`` at most); in a window for as long as for its HTTP connections, then they finish
-in the background while it loads.
+gRPC server cannot start again, so each entry builds a new one.
+
+Leaving loses no call, in three steps. (1) The server's listener drops new connections' first packet
+(the REST listener's SYN filter, put on the socket grpcio opened): clients connect again a second later,
+to the workers in rotation. (2) Its connections leave by themselves: every connection gets a graceful
+GOAWAY when it is :data:`MAX_CONNECTION_AGE_MS` old (``grpc.max_connection_age_ms``), and its client
+reconnects, elsewhere now, the calls it sends meanwhile still served; so after that age the server has
+no connection left but those finishing a call. (3) Only then the server stops, giving those calls
+``graceful_timeout``: awaited at SIGTERM, in the background in a window. Stopping at once instead failed
+calls: grpc-core cancels the calls that arrived but were not yet handed to the application, and a
+client that reconnected as the listener closed had its connection reset (``python perf/grpc_drain.py``:
+two servers sharing a port under four clients, 2 to 5 CANCELLED calls in 6 stops, none with the three
+steps).
+The same age spreads the clients over the workers again after one entered rotation: a gRPC client
+keeps its connection, where a REST one is asked to reconnect.
 
 Health (``grpc.health.v1``) follows the server's readiness (``ServerCore.is_ready()``): ``NOT_SERVING``
 until every model readiness waits for serves, then ``SERVING``, for ``""`` and for both of TF Serving's
@@ -46,11 +56,25 @@ from tfaas.fronts.tf_serving_grpc import (
     add_to_server,
 )
 from tfaas.inference.service import InferenceService
-from tfaas.server.rotation import CONNECTIONS_LEAVE_SECONDS
+from tfaas.server.listeners import listening_sockets, refuse_handshakes_on
+from tfaas.server.rotation import warn_unfiltered
 
 log = logging.getLogger("tfaas.server")
 
 MAX_RECEIVE = "grpc.max_receive_message_length"
+MAX_AGE = "grpc.max_connection_age_ms"
+MAX_AGE_GRACE = "grpc.max_connection_age_grace_ms"
+
+MAX_CONNECTION_AGE_MS = 1000
+"""A connection's age at its GOAWAY, unless ``grpc_channel_arguments`` sets another: how long a worker
+leaving rotation waits for its connections to move, and how often a client reconnects (a TCP and HTTP/2
+handshake, in grpc-core: no Python runs for it)."""
+
+AGE_JITTER = 1.1
+"""grpc-core spreads connection ages by ±10%."""
+
+GOAWAY_SECONDS = 0.2
+"""After its age, a connection's final GOAWAY waits for a ping round trip."""
 
 HEALTH_NAMES = ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService")
 """The names health answers for: the server, TF Serving's services, and the short names TF Serving's
@@ -61,16 +85,26 @@ READINESS_POLL_SECONDS = 0.5
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:
-    """grpcio's options for a worker's server: ``SO_REUSEPORT``, then ``grpc_channel_arguments``, and messages
-    up to ``max_request_body_bytes`` unless those set ``grpc.max_receive_message_length``.
+    """grpcio's options for a worker's server: ``SO_REUSEPORT``, then ``grpc_channel_arguments``, then the
+    defaults of what those do not set: messages up to ``max_request_body_bytes``, connections that leave
+    at :data:`MAX_CONNECTION_AGE_MS`, the calls under way then given ``graceful_timeout``.
 
     NOTE: ``grpc.so_reuseport`` first: where a key repeats, gRPC takes its first value, and every worker
     must join the port's group."""
     arguments = parse_channel_arguments(settings.grpc_channel_arguments)
-    options: list[tuple[str, Any]] = [("grpc.so_reuseport", 1), *arguments]
-    if MAX_RECEIVE not in dict(arguments):
-        options.append((MAX_RECEIVE, settings.max_request_body_bytes))
-    return options
+    defaults = {
+        MAX_RECEIVE: settings.max_request_body_bytes,
+        MAX_AGE: MAX_CONNECTION_AGE_MS,
+        MAX_AGE_GRACE: int(settings.graceful_timeout * 1000),
+    }
+    given = dict(arguments)
+    return [("grpc.so_reuseport", 1), *arguments, *((k, v) for k, v in defaults.items() if k not in given)]
+
+
+def leave_seconds(options: list[tuple[str, Any]]) -> float:
+    """How long after its listener refused new connections a server has none left (but those finishing a call)."""
+    age = dict(options)[MAX_AGE]
+    return max(age, 0) / 1000 * AGE_JITTER + GOAWAY_SECONDS
 
 
 def max_tensor_bytes(settings: Settings) -> int:
@@ -116,8 +150,10 @@ class GrpcListener:
         self._settings = settings
         self._service = service
         self._options = server_options(settings)
+        self._leave_seconds = leave_seconds(self._options)
         self._max_tensor_bytes = max_tensor_bytes(settings)
         self._server: grpc.aio.Server | None = None
+        self._sockets: list[int] = []
         self._health: ReadinessHealth | None = None
         self._follower: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Future[None]] = set()
@@ -136,29 +172,34 @@ class GrpcListener:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (PREDICTION_SERVICE, MODEL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+        others = listening_sockets(self._settings.grpc_port)
         if server.add_insecure_port(self.address) == 0:
             raise RuntimeError(f"gRPC could not listen on {self.address}")
+        sockets = [fd for inode, fd in listening_sockets(self._settings.grpc_port).items() if inode not in others]
         await health.follow_readiness()
         await server.start()
-        self._server, self._health = server, health
+        self._server, self._health, self._sockets = server, health, sockets
         self._follower = asyncio.get_running_loop().create_task(health.poll_readiness())
         log.debug("Worker %s serves gRPC on %s", os.getpid(), self.address)
 
     async def close(self, shutdown: bool) -> None:
-        """Stop taking calls and say NOT_SERVING; the calls under way finish (see the module docstring)."""
+        """Take no new connection, say NOT_SERVING, let the connections move, then stop: see the module
+        docstring. At ``shutdown`` also wait for the calls still under way, and for earlier servers'."""
         server, health, follower = self._server, self._health, self._follower
         if server is None or health is None or follower is None:
             return
+        sockets, self._sockets = self._sockets, []
         self._server = self._health = self._follower = None
         follower.cancel()
+        if not all([refuse_handshakes_on(fd) for fd in sockets]):
+            warn_unfiltered()
         await health.enter_graceful_shutdown()
+        await asyncio.sleep(self._leave_seconds)
         stop = asyncio.ensure_future(server.stop(self._settings.graceful_timeout))
         self._stopping.add(stop)
         stop.add_done_callback(self._stopping.discard)
         if shutdown:
             await asyncio.gather(*self._stopping)
-        else:
-            await asyncio.wait({stop}, timeout=CONNECTIONS_LEAVE_SECONDS)
 
     def shed(self) -> None:
-        """Nothing yet: gRPC clients keep their connection until the worker leaves rotation."""
+        """Nothing to do: connections move by themselves at :data:`MAX_CONNECTION_AGE_MS`."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 
@@ -99,3 +100,40 @@ def refuse_handshakes(listener: socket.socket) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def listening_sockets(port: int) -> dict[str, int]:
+    """This process's TCP sockets that listen on ``port`` (any address): their descriptor by socket inode
+    (``socket:[123]``, which no later socket reuses while this one exists, unlike its descriptor's number).
+
+    NOTE: for listeners that a library opens for itself (grpcio's), so that the worker can still
+    :func:`refuse_handshakes` on them when it leaves rotation: grpcio takes no socket from its caller.
+    """
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            inode = os.readlink(f"/proc/self/fd/{fd}")
+            if not inode.startswith("socket:"):
+                continue
+            probe = socket.socket(fileno=os.dup(fd))
+        except OSError:  # NOTE: closed meanwhile (the directory's own descriptor, one of another thread)
+            continue
+        with probe:
+            try:
+                if (
+                    probe.type == socket.SOCK_STREAM
+                    and probe.family in (socket.AF_INET, socket.AF_INET6)
+                    and probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and probe.getsockname()[1] == port
+                ):
+                    found[inode] = fd
+            except OSError:
+                continue
+    return found
+
+
+def refuse_handshakes_on(fd: int) -> bool:
+    """:func:`refuse_handshakes` on the socket of descriptor ``fd`` (a socket another library owns)."""
+    with socket.socket(fileno=os.dup(fd)) as sock:  # NOTE: a filter belongs to the socket, not the descriptor
+        return refuse_handshakes(sock)

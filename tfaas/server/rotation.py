@@ -190,7 +190,7 @@ class Rotation:
     async def _close_http(self, wait_for_connections: bool) -> None:
         assert self._listener is not None and self._socket is not None
         if not refuse_handshakes(self._socket):
-            _warn_unfiltered()
+            warn_unfiltered()
         await _accept_queued(self._socket)
         self._listener.close()  # NOTE: closes the listener only: the connections it accepted stay
         self._shed_http()
@@ -227,7 +227,7 @@ class Rotation:
 
 
 @functools.cache
-def _warn_unfiltered() -> None:
+def warn_unfiltered() -> None:
     """Say once per worker that leaving rotation may reset a connection (see ``refuse_handshakes``)."""
     log.warning(
         "Worker %s cannot filter new connections off its listener (no CAP_NET_ADMIN, and unprivileged BPF is"
