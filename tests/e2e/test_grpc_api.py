@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +96,8 @@ def server(start_server, root: Path) -> ServerProcess:
     server = start_server(
         "--model_config_file",
         str(root / "models.config"),
+        "--grpc_socket_path",
+        str(root / "grpc.sock"),
         "--file_system_poll_wait_seconds",
         "0.5",
         "--version_settle_seconds",
@@ -410,6 +413,18 @@ def test_a_large_request_is_answered_off_the_loop(serving):
 # ---- concurrency, swaps, reloads ----------------------------------------------------------------------
 
 
+def test_the_unix_socket_serves_the_same_api(serving, root):
+    """``--grpc_socket_path``: every worker in rotation takes its connections (forwarded to its gRPC server)."""
+    with grpc.insecure_channel(f"unix:{root / 'grpc.sock'}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        futures = [stub.Predict.future(predict_request("half_plus_two", [[float(i)]]), timeout=60) for i in range(20)]
+        assert [list(f.result().outputs["y"].float_val) for f in futures] == [[0.5 * i + 2] for i in range(20)]
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "half_plus_two"}), timeout=TIMEOUT
+        )
+    assert status.model_version_status[0].version == 1
+
+
 def test_200_concurrent_calls_on_one_channel(serving, predictions):
     futures = [
         predictions.Predict.future(predict_request("half_plus_two", [[float(i)]]), timeout=60) for i in range(200)
@@ -595,18 +610,33 @@ def test_rest_and_grpc_answer_the_same_numbers(multi_server, path: Path):
 
 
 def test_sigterm_drains_grpc_calls_in_flight(start_server, tmp_path_factory):
-    base = tmp_path_factory.mktemp("sleepy") / "sleepy"
-    write_sleepy_model(base / "1")
-    server = start_server("--model_name", "sleepy", "--model_base_path", str(base), "--version_settle_seconds", "0")
+    """Calls over TCP and over the Unix socket (which a server that died left behind: it is taken over)
+    all finish; the socket's path goes with the server."""
+    root = tmp_path_factory.mktemp("sleepy")
+    write_sleepy_model(root / "sleepy" / "1")
+    unix_path = root / "grpc.sock"
+    with socket.socket(socket.AF_UNIX) as left_behind:
+        left_behind.bind(str(unix_path))
+    server = start_server(
+        "--model_name",
+        "sleepy",
+        "--model_base_path",
+        str(root / "sleepy"),
+        "--version_settle_seconds",
+        "0",
+        "--grpc_socket_path",
+        str(unix_path),
+    )
     server.wait_available("sleepy", 1)
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "sleepy"
-        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([1.5])))
-        in_flight = [stub.Predict.future(request, timeout=60) for _ in range(3)]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sleepy"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([1.5])))
+    with grpc.insecure_channel(server.grpc_target) as tcp, grpc.insecure_channel(f"unix:{unix_path}") as unix:
+        stubs = [prediction_service_pb2_grpc.PredictionServiceStub(channel) for channel in (tcp, unix, tcp)]
+        in_flight = [stub.Predict.future(request, timeout=60) for stub in stubs]
         time.sleep(0.5)  # NOTE: the calls reach the worker (TensorFlow sleeps one at a time: 4.5 s in all)
         server.process.terminate()
         answers = [list(call.result().outputs["y"].float_val) for call in in_flight]
     assert answers == [[1.5]] * 3
     assert server.process.wait(60) == 0
+    assert not unix_path.exists()

@@ -29,6 +29,10 @@ steps).
 The same age spreads the clients over the workers again after one entered rotation: a gRPC client
 keeps its connection, where a REST one is asked to reconnect.
 
+With ``grpc_socket_path``, the server also listens on a private Unix socket of the worker, to which the
+worker forwards the connections it accepts, while in rotation, from the socket at that path
+(:mod:`tfaas.server.unix_socket`); leaving, it stops accepting there first.
+
 Health (``grpc.health.v1``) follows the server's readiness (``ServerCore.is_ready()``): ``NOT_SERVING``
 until every model readiness waits for serves, then ``SERVING``, for ``""`` and for both of TF Serving's
 services under their full names and the short ones TF Serving's own health service uses. Reflection
@@ -38,8 +42,12 @@ lists the services, for ``grpcurl``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import shutil
+import socket
+import tempfile
 from typing import Any, Callable
 
 import grpc
@@ -58,6 +66,7 @@ from tfaas.fronts.tf_serving_grpc import (
 from tfaas.inference.service import InferenceService
 from tfaas.server.listeners import listening_sockets, refuse_handshakes_on
 from tfaas.server.rotation import warn_unfiltered
+from tfaas.server.unix_socket import UnixSocketForwarder
 
 log = logging.getLogger("tfaas.server")
 
@@ -144,11 +153,17 @@ class ReadinessHealth(health_aio.HealthServicer):
 
 
 class GrpcListener:
-    """One worker's gRPC server over ``service``, as a :class:`~tfaas.server.rotation.RotatingListener`."""
+    """One worker's gRPC server over ``service``, as a :class:`~tfaas.server.rotation.RotatingListener`:
+    on ``grpc_port`` (unless 0), and on ``unix_listener`` (the master's socket at ``grpc_socket_path``)."""
 
-    def __init__(self, settings: Settings, service: InferenceService) -> None:
+    def __init__(
+        self, settings: Settings, service: InferenceService, unix_listener: socket.socket | None = None
+    ) -> None:
         self._settings = settings
         self._service = service
+        self._forwarder = UnixSocketForwarder(unix_listener) if unix_listener is not None else None
+        self._private_dir: str | None = None
+        self._private_names = itertools.count()
         self._options = server_options(settings)
         self._leave_seconds = leave_seconds(self._options)
         self._max_tensor_bytes = max_tensor_bytes(settings)
@@ -172,15 +187,37 @@ class GrpcListener:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (PREDICTION_SERVICE, MODEL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
-        others = listening_sockets(self._settings.grpc_port)
-        if server.add_insecure_port(self.address) == 0:
-            raise RuntimeError(f"gRPC could not listen on {self.address}")
-        sockets = [fd for inode, fd in listening_sockets(self._settings.grpc_port).items() if inode not in others]
+        sockets = self._listen_on_port(server) if self._settings.grpc_port else []
+        private = self._listen_privately(server) if self._forwarder is not None else ""
         await health.follow_readiness()
         await server.start()
+        if self._forwarder is not None:
+            try:
+                await self._forwarder.open(private)
+            except BaseException:
+                await server.stop(None)
+                raise
         self._server, self._health, self._sockets = server, health, sockets
         self._follower = asyncio.get_running_loop().create_task(health.poll_readiness())
         log.debug("Worker %s serves gRPC on %s", os.getpid(), self.address)
+
+    def _listen_on_port(self, server: grpc.aio.Server) -> list[int]:
+        """Bind ``server`` to the gRPC port; return the descriptors of the sockets grpcio opened for it."""
+        others = listening_sockets(self._settings.grpc_port)
+        server.add_insecure_port(self.address)  # NOTE: raises RuntimeError where it cannot bind
+        return [fd for inode, fd in listening_sockets(self._settings.grpc_port).items() if inode not in others]
+
+    def _listen_privately(self, server: grpc.aio.Server) -> str:
+        """Bind ``server`` to a new Unix socket in this worker's own directory (mode 0700); return its path.
+
+        NOTE: a new path for each server: grpcio unlinks its socket when it stops, and a server that
+        stopped in a window may still be finishing calls when the next one starts.
+        """
+        if self._private_dir is None:
+            self._private_dir = tempfile.mkdtemp(prefix="tfaas-grpc-")
+        path = os.path.join(self._private_dir, f"{next(self._private_names)}.sock")
+        server.add_insecure_port(f"unix:{path}")
+        return path
 
     async def close(self, shutdown: bool) -> None:
         """Take no new connection, say NOT_SERVING, let the connections move, then stop: see the module
@@ -191,6 +228,8 @@ class GrpcListener:
         sockets, self._sockets = self._sockets, []
         self._server = self._health = self._follower = None
         follower.cancel()
+        if self._forwarder is not None:
+            self._forwarder.close()
         if not all([refuse_handshakes_on(fd) for fd in sockets]):
             warn_unfiltered()
         await health.enter_graceful_shutdown()
@@ -200,6 +239,8 @@ class GrpcListener:
         stop.add_done_callback(self._stopping.discard)
         if shutdown:
             await asyncio.gather(*self._stopping)
+            if self._private_dir is not None:
+                shutil.rmtree(self._private_dir, ignore_errors=True)
 
     def shed(self) -> None:
         """Nothing to do: connections move by themselves at :data:`MAX_CONNECTION_AGE_MS`."""
