@@ -9,6 +9,7 @@ import pytest
 
 from tfaas.server.listeners import (
     check_port_free,
+    has_connections,
     listening_socket,
     listening_sockets,
     refuse_handshakes,
@@ -83,3 +84,25 @@ def test_the_listeners_a_library_opened_are_found_and_can_refuse_handshakes() ->
         assert refuse_handshakes_on(first.fileno()), "this test process may filter its sockets (CAP_NET_ADMIN)"
         with pytest.raises(TimeoutError):  # NOTE: its SYN dropped, as through the socket object itself
             socket.create_connection(("127.0.0.1", port), timeout=0.5)
+
+
+def test_the_connections_a_library_accepted_are_seen(tmp_path) -> None:
+    """As grpcio's: whether this process still holds a connection accepted on a port or a Unix socket."""
+    with listening_socket("127.0.0.1", 0, backlog=16) as listener:
+        port = listener.getsockname()[1]
+        assert not has_connections(port)  # NOTE: a listener is no connection
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = listener.accept()
+            assert has_connections(port)
+            accepted.close()
+        assert not has_connections(port)
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(path)
+        unix.listen()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            accepted, _ = unix.accept()
+            with accepted:
+                assert has_connections(None, [path]) and not has_connections(None, [path + "x"])
+        assert not has_connections(None, [path])

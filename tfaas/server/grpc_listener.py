@@ -19,15 +19,14 @@ Leaving loses no call, in three steps. (1) The server's listener drops new conne
 (the REST listener's SYN filter, put on the socket grpcio opened): clients connect again a second later,
 to the workers in rotation. (2) Its connections leave by themselves: every connection gets a graceful
 GOAWAY when it is :data:`MAX_CONNECTION_AGE_MS` old (``grpc.max_connection_age_ms``), and its client
-reconnects, elsewhere now, the calls it sends meanwhile still served; so after that age the server has
-no connection left but those finishing a call. (3) Only then the server stops, giving those calls
-``graceful_timeout``: awaited at SIGTERM, in the background in a window. Stopping at once instead failed
-calls: grpc-core cancels the calls that arrived but were not yet handed to the application, and a
-client that reconnected as the listener closed had its connection reset (``python perf/grpc_drain.py``:
-two servers sharing a port under four clients, 2 to 5 CANCELLED calls in 6 stops, none with the three
-steps).
-The same age spreads the clients over the workers again after one entered rotation: a gRPC client
-keeps its connection, where a REST one is asked to reconnect.
+reconnects, elsewhere now, the calls it sends meanwhile still served; the worker waits until it holds
+no connection (at once where it had none), for that age at most. (3) Only then the server stops, giving
+the calls still under way ``graceful_timeout``: awaited at SIGTERM, in the background in a window.
+Stopping at once instead failed calls: grpc-core cancels the calls that arrived but were not yet handed
+to the application, and a client that reconnected as the listener closed had its connection reset
+(``python perf/grpc_drain.py``: two servers sharing a port under four clients, 2 to 5 CANCELLED calls
+in 6 stops, none with the three steps). The same age spreads the clients over the workers again after
+one entered rotation: a gRPC client keeps its connection, where a REST one is asked to reconnect.
 
 With ``grpc_socket_path``, the server also listens on a private Unix socket of the worker, to which the
 worker forwards the connections it accepts, while in rotation, from the socket at that path
@@ -64,7 +63,7 @@ from tfaas.fronts.tf_serving_grpc import (
     add_to_server,
 )
 from tfaas.inference.service import InferenceService
-from tfaas.server.listeners import listening_sockets, refuse_handshakes_on
+from tfaas.server.listeners import has_connections, listening_sockets, refuse_handshakes_on
 from tfaas.server.rotation import warn_unfiltered
 from tfaas.server.unix_socket import UnixSocketForwarder
 
@@ -84,6 +83,9 @@ AGE_JITTER = 1.1
 
 GOAWAY_SECONDS = 0.2
 """After its age, a connection's final GOAWAY waits for a ping round trip."""
+
+LEAVE_POLL_SECONDS = 0.05
+"""How often a leaving worker looks whether its gRPC connections are gone."""
 
 HEALTH_NAMES = ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService")
 """The names health answers for: the server, TF Serving's services, and the short names TF Serving's
@@ -169,6 +171,7 @@ class GrpcListener:
         self._max_tensor_bytes = max_tensor_bytes(settings)
         self._server: grpc.aio.Server | None = None
         self._sockets: list[int] = []
+        self._private_path = ""
         self._health: ReadinessHealth | None = None
         self._follower: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Future[None]] = set()
@@ -197,7 +200,7 @@ class GrpcListener:
             except BaseException:
                 await server.stop(None)
                 raise
-        self._server, self._health, self._sockets = server, health, sockets
+        self._server, self._health, self._sockets, self._private_path = server, health, sockets, private
         self._follower = asyncio.get_running_loop().create_task(health.poll_readiness())
         log.debug("Worker %s serves gRPC on %s", os.getpid(), self.address)
 
@@ -233,7 +236,7 @@ class GrpcListener:
         if not all([refuse_handshakes_on(fd) for fd in sockets]):
             warn_unfiltered()
         await health.enter_graceful_shutdown()
-        await asyncio.sleep(self._leave_seconds)
+        await self._connections_leave()
         stop = asyncio.ensure_future(server.stop(self._settings.graceful_timeout))
         self._stopping.add(stop)
         stop.add_done_callback(self._stopping.discard)
@@ -241,6 +244,15 @@ class GrpcListener:
             await asyncio.gather(*self._stopping)
             if self._private_dir is not None:
                 shutil.rmtree(self._private_dir, ignore_errors=True)
+
+    async def _connections_leave(self) -> None:
+        """Wait until the server holds no connection (at once when it has none), for the time they take to
+        leave by age at most."""
+        deadline = asyncio.get_running_loop().time() + self._leave_seconds
+        port = self._settings.grpc_port or None
+        paths = [self._private_path] if self._private_path else []
+        while has_connections(port, paths) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(LEAVE_POLL_SECONDS)
 
     def shed(self) -> None:
         """Nothing to do: connections move by themselves at :data:`MAX_CONNECTION_AGE_MS`."""

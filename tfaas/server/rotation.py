@@ -66,7 +66,9 @@ class Rotation:
 
     :meth:`set` and :meth:`shed_connections` may be called from any thread, before the worker serves
     too; the changes happen on the worker's event loop, in order, once :meth:`attach`\\ ed.
-    ``on_change(listening)`` is called there after the listeners opened or closed.
+    ``on_change(taking)`` is called there after the listeners opened, as a leave begins and after it
+    ended, with whether the worker takes new connections: the coordinator must not count on a worker
+    that is leaving (its connections may take a second to go), while its loads wait until it left.
     """
 
     def __init__(self, host: str, port: int, backlog: int, on_change: Callable[[bool], None] | None = None) -> None:
@@ -81,12 +83,18 @@ class Rotation:
         self._listener: asyncio.AbstractServer | None = None
         self._socket: socket.socket | None = None
         self._changing: asyncio.Task[None] | None = None
+        self._leaving = False
 
     @property
     def listening(self) -> bool:
         """Whether the worker is in rotation now (not whether it is wanted): its listener is open, or closed
         with its connections still leaving."""
         return self._listener is not None
+
+    @property
+    def leaving(self) -> bool:
+        """Whether the worker is leaving rotation: it takes no new connection, its connections still leave."""
+        return self._leaving
 
     def add_listener(self, listener: RotatingListener) -> None:
         """Open and close ``listener`` with the HTTP listener from now on (call before :meth:`attach`)."""
@@ -180,10 +188,15 @@ class Rotation:
         self._changed()
 
     async def _close(self, wait_for_connections: bool) -> None:
-        await asyncio.gather(
-            self._close_http(wait_for_connections),
-            *(other.close(shutdown=not wait_for_connections) for other in self._others),
-        )
+        self._leaving = True
+        self._changed()
+        try:
+            await asyncio.gather(
+                self._close_http(wait_for_connections),
+                *(other.close(shutdown=not wait_for_connections) for other in self._others),
+            )
+        finally:
+            self._leaving = False
         self._listener = self._socket = None
         self._changed()
 
@@ -207,10 +220,11 @@ class Rotation:
             await asyncio.sleep(0.005)
 
     def _changed(self) -> None:
-        log.debug("Worker %s %s rotation", os.getpid(), "entered" if self.listening else "left")
+        change = "is leaving" if self._leaving else "entered" if self.listening else "left"
+        log.debug("Worker %s %s rotation", os.getpid(), change)
         if self._on_change is not None:
             try:
-                self._on_change(self.listening)
+                self._on_change(self.listening and not self._leaving)
             except Exception:  # NOTE: the listener changed all the same; the next change calls again
                 log.exception("The rotation's on_change failed")
 
