@@ -17,8 +17,8 @@ import pytest
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tests.e2e.server import ServerProcess
+from tfaas.codecs.json_tensor import decode_predict_request
 from tfaas.errors import InvalidArgument
-from tfaas.servables.json_tensor import decode_predict_request
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 pytestmark = pytest.mark.e2e

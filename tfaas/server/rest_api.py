@@ -22,13 +22,8 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, Rule
 
 from tfaas import request_timing
-from tfaas.core.servable_handle import ServableHandle
-from tfaas.core.states import ServableState
-from tfaas.errors import InvalidArgument, MethodNotAllowed
 from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
-from tfaas.servables.classify_regress import classify as classify_examples
-from tfaas.servables.classify_regress import regress as regress_examples
-from tfaas.servables.json_tensor import (
+from tfaas.codecs.json_tensor import (
     NUMERIC_BODY_BYTES,
     NumericBody,
     PredictRequest,
@@ -37,7 +32,12 @@ from tfaas.servables.json_tensor import (
     encode_predict_parts,
     parse_numeric_body,
 )
-from tfaas.servables.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
+from tfaas.codecs.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
+from tfaas.core.servable_handle import ServableHandle
+from tfaas.core.states import ServableState
+from tfaas.errors import InvalidArgument, MethodNotAllowed
+from tfaas.servables.classify_regress import classify as classify_examples
+from tfaas.servables.classify_regress import regress as regress_examples
 from tfaas.server import metrics
 from tfaas.server_core import ModelSpec, ServerCore
 

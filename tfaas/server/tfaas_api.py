@@ -27,13 +27,13 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from google.protobuf.message import DecodeError
 
+from tfaas.codecs.tfaas import classify_image, predict_row, top_labels
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from tfaas.model_names import check_model_name
 from tfaas.model_repository import ModelRepository
 from tfaas.protos import tfaas_pb2
 from tfaas.servables.model_params import PARAMS_JSON, parse_params, stored_file_name
-from tfaas.servables.tfaas_inference import classify_image, predict_row, top_labels
 from tfaas.server_core import ModelSpec, ServerCore
 
 log = logging.getLogger("tfaas.server")

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from tfaas.codecs.json_tensor import PredictRequest, dense_leaves, dense_shape, input_codec, to_array
 from tfaas.errors import InvalidArgument, Unimplemented
-from tfaas.servables.json_tensor import PredictRequest, dense_leaves, dense_shape, input_codec, to_array
 from tfaas.servables.servable import SignatureInfo
 
 LARGE_BODY_BYTES = 1 << 20

@@ -23,11 +23,11 @@ from tests.servables.tfaas_models import (
     write_image_model,
     write_row_model,
 )
+from tfaas.codecs.tfaas import classify_image, decode_image, predict_row, top_labels
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import InvalidArgument
 from tfaas.servables.loaders import version_loader
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.servables.tfaas_inference import classify_image, decode_image, predict_row, top_labels
 
 ROW = [1.0, 2.0, 3.0, 4.0]
 
