@@ -7,10 +7,10 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
+from tfaas.codecs import tf_serving_json as rest_api
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument
 from tfaas.model_repository import check_model_name
-from tfaas.server import rest_api
 from tfaas.server.app import create_app
 from tfaas.server.openapi import openapi_document
 from tfaas.server_core import ServerCore

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tfaas.server import health, metrics, openapi, rest_api, tfaas_api
+from tfaas.codecs import tf_serving_json as rest_api
+from tfaas.server import health, metrics, openapi, tfaas_api
 from tfaas.server.errors import register_error_handlers
 from tfaas.server_core import ServerCore
 

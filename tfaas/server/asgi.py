@@ -32,9 +32,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from tfaas import request_timing
 from tfaas.batching.batching_servable import queue_seconds
+from tfaas.codecs import tf_serving_json as rest_api
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.logs import ACCESS_LOG_FORMAT
-from tfaas.server import metrics, rest_api
+from tfaas.server import metrics
 from tfaas.server.errors import error_body, server_fault_message
 from tfaas.server_core import ServerCore
 
