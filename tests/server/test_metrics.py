@@ -1,4 +1,5 @@
-"""The metrics routes and the request instrumentation, over a real ServerCore with a fake loader."""
+"""The metrics routes and the request metrics, through the worker's ASGI app over a real ServerCore with a
+fake loader."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.asgi_client import worker_client
 from tests.test_metrics import samples, value
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.metrics import Metrics
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
 
 SIGNATURE = SignatureInfo(
@@ -33,6 +34,9 @@ class Doubler:
     def signature_def_map_json(self):
         return {}
 
+    def submit(self, signature_name, inputs, on_done=None):
+        return None
+
 
 class DoublerLoader:
     def __init__(self, id: ServableId, path: str) -> None:
@@ -51,7 +55,7 @@ def served(tmp_path: Path):
     (tmp_path / "m" / "3" / "saved_model.pb").write_bytes(b"fake")  # NOTE: a complete version, to the source
     model = ModelConfig(name="m", base_path=str(tmp_path / "m"))
     settings = Settings(
-        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        enable_batching=False,  # NOTE: the fake servables here do not batch
         models=(model,),
         version_settle_seconds=0,
         file_system_poll_wait_seconds=-1,
@@ -60,7 +64,8 @@ def served(tmp_path: Path):
     core = ServerCore(settings, loader_factory=DoublerLoader, metrics=metrics)
     core.start()
     assert core.wait_until_ready(5)
-    yield create_app(core).test_client(), metrics
+    with worker_client(core) as client:
+        yield client, metrics
     core.stop()
 
 

@@ -1,4 +1,5 @@
-"""The /v1 routes over a real ServerCore whose loader is a small fake (no TensorFlow)."""
+"""TF Serving's /v1 API through the worker's ASGI app, over a real ServerCore whose loader is a small fake
+(no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.asgi_client import worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
 
 SIGNATURE = SignatureInfo(
@@ -32,6 +33,9 @@ class TimesVersion:
 
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * np.float32(self.version)}
+
+    def submit(self, signature_name, inputs, on_done=None):
+        return None
 
 
 class TimesVersionLoader:
@@ -57,7 +61,7 @@ def client(tmp_path: Path):
         version_labels={"stable": 1},
     )
     settings = Settings(
-        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        enable_batching=False,  # NOTE: the fake servables here do not batch
         models=(model,),
         version_settle_seconds=0,
         file_system_poll_wait_seconds=-1,
@@ -65,7 +69,8 @@ def client(tmp_path: Path):
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
     assert core.wait_until(lambda: core.available_versions("m") == [2, 1], 5)
-    yield create_app(core).test_client()
+    with worker_client(core) as client:
+        yield client
     core.stop()
 
 
@@ -121,7 +126,8 @@ def test_a_model_with_no_version_is_a_404_in_tf_servings_words(tmp_path: Path, m
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
     try:
-        response = create_app(core).test_client().open(path, method=method, json=body)
+        with worker_client(core) as client:
+            response = client.open(path, method=method, json=body)
     finally:
         core.stop()
     assert response.status_code == 404

@@ -1,52 +1,44 @@
-"""TF Serving's REST API under ``/v1``: status, metadata, predict, classify, regress, and a model list.
+"""TF Serving's REST JSON to the inference service's types and back: predict, classify and regress bodies,
+and the status, metadata and model-list answers.
 
-Paths are matched with TF Serving's own (case-insensitive) patterns rather than Flask rules, so the
-same URLs match and the same URLs are refused: a model name cannot contain ``/`` or ``:``, a version
-is decimal, and anything else under ``/v1`` is a 400 "Malformed request". A known path asked with
-another method is a 405 whose ``Allow`` names the path's methods; ``OPTIONS`` answers with them.
+A predict body is parsed before the model is known, and decoded once the service knows the signature that
+runs (its dtypes decide how JSON values convert): :class:`PredictJson` does both and encodes the answer
+in the body's format, row (``instances``) or columnar (``inputs``). Bodies of one numeric tensor and large
+bodies take their fast paths (``numeric_body``, ``large_body``) and fall back to the general one
+(``json_tensor``) for anything those cannot take exactly as it would.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, request
-from flask.blueprints import BlueprintSetupState
-from werkzeug.routing import BaseConverter, Rule
 
 from tfaas import request_timing
 from tfaas.codecs.examples_json import classify_json, decode_examples, regress_json
-from tfaas.codecs.json_tensor import (
-    NUMERIC_BODY_BYTES,
-    NumericBody,
-    PredictRequest,
-    decode_numeric_body,
-    decode_predict_request,
-    encode_predict_parts,
-    parse_numeric_body,
-)
+from tfaas.codecs.json_tensor import JsonInputs, decode_predict_request, encode_predict_parts
 from tfaas.codecs.large_body import LARGE_BODY_BYTES, decode_large_body, parse_large_body
-from tfaas.core.servable_handle import ServableHandle
+from tfaas.codecs.numeric_body import NUMERIC_BODY_BYTES, NumericBody, decode_numeric_body, parse_numeric_body
 from tfaas.core.states import ServableState
-from tfaas.errors import InvalidArgument, MethodNotAllowed
-from tfaas.servables.classify_regress import classify as classify_examples
-from tfaas.servables.classify_regress import regress as regress_examples
-from tfaas.server import metrics
-from tfaas.server_core import ModelSpec, ServerCore
+from tfaas.errors import InvalidArgument
+from tfaas.inference.types import (
+    ClassifyResult,
+    ExamplesRequest,
+    ModelListing,
+    ModelMetadata,
+    PredictRequest,
+    PredictResult,
+    RegressResult,
+)
+from tfaas.servables.servable import SignatureInfo
+from tfaas.server_core import ModelSpec
+from tfaas.tf_serving import DEFAULT_SIGNATURE, INT64_MIN, UINT64_MAX
 
-_SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-_POST_PATH = re.compile(_SPEC + r":(?P<verb>predict|classify|regress)", re.IGNORECASE)
-_GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
-_LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
-_INT64_MAX = 2**63 - 1
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 # Bodies with NaN or Infinity tokens are parsed by Python's json, whose recursion depends on the stack,
 # and checked by orjson.dumps, which refuses 255 levels: one fixed limit below both.
 _NON_FINITE_MAX_DEPTH = 254
@@ -54,128 +46,12 @@ _NON_FINITE_MAX_DEPTH = 254
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _OPENERS = np.frombuffer(b"[{", np.uint8)
 _CLOSERS = np.frombuffer(b"]}", np.uint8)
-DEFAULT_SIGNATURE = "serving_default"
-
-blueprint = Blueprint("tf_serving_rest", __name__)
 
 
-def _core() -> ServerCore:
-    return current_app.extensions["tfaas.core"]
+# ---- request bodies -----------------------------------------------------------------------------
 
 
-def _handle(spec: ModelSpec) -> ServableHandle:
-    """A handle on the version ``spec`` resolves to; the request's metrics are labelled with that version."""
-    handle = _core().get_handle(spec)
-    metrics.note_version(handle.id.version)
-    return handle
-
-
-def json_response(payload: Any | bytes, status: int = 200) -> Response:
-    """A JSON response; ``payload`` may already be encoded bytes."""
-    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    return Response(body, status=status, mimetype="application/json")
-
-
-class _V1Converter(BaseConverter):
-    """The first segment of TF Serving's paths, ``v1``, in any case."""
-
-    regex = "[Vv]1"
-
-
-_DISPATCH = "tf_serving_rest.dispatch"
-
-
-@blueprint.record_once
-def _route_v1(state: BlueprintSetupState) -> None:
-    """Send every ``/v1/…`` request, whatever its method, to :func:`dispatch`.
-
-    NOTE: a rule of Werkzeug's own (``methods=None``: any method) rather than Flask's, which are
-    case-sensitive and take a fixed list of methods: TF Serving matches its paths in any case, and
-    which methods a path takes is known only once its pattern matched. Paths outside ``/v1`` are
-    left to the other route modules, so their 404s and 405s are Werkzeug's.
-    """
-    state.app.url_map.converters["v1"] = _V1Converter
-    for rule in ("/<v1:_prefix>/", "/<v1:_prefix>/<path:_rest>"):
-        state.app.url_map.add(Rule(rule, endpoint=_DISPATCH))
-    state.app.view_functions[_DISPATCH] = dispatch
-
-
-def dispatch(**_path: str) -> Response:
-    """Route a ``/v1`` request by TF Serving's patterns."""
-    labels = metrics.track()
-    handler, spec = resolve(request.method, request.path)
-    labels.api, labels.model = _API_NAMES.get(handler, "other"), spec.name if spec is not None else ""
-    return handler(spec) if spec is not None else handler()
-
-
-def predict_match(path: str) -> re.Match[str] | None:
-    """The match of a ``…:predict`` path (any case, as TF Serving), ``None`` for any other path."""
-    post = _POST_PATH.fullmatch(path)
-    return post if post and post.group("verb").lower() == "predict" else None
-
-
-_POST_METHODS = ("OPTIONS", "POST")
-_GET_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-def resolve(method: str, path: str) -> tuple[Callable[..., Response], ModelSpec | None]:
-    """The handler of a ``/v1`` request and its model spec, or the 400/405 TF Serving answers."""
-    if post := _POST_PATH.fullmatch(path):
-        if method == "POST":
-            return _INFERENCE[post.group("verb").lower()], model_spec(post)
-        allowed = _POST_METHODS
-    elif get := _GET_PATH.fullmatch(path):
-        if method in ("GET", "HEAD"):
-            return (model_metadata if get.group("metadata") else model_status), model_spec(get)
-        allowed = _GET_METHODS
-    elif _LIST_PATH.fullmatch(path):
-        if method in ("GET", "HEAD"):
-            return list_models, None
-        allowed = _GET_METHODS
-    else:
-        raise InvalidArgument(f"Malformed request: {method} {path}")
-    if method == "OPTIONS":
-        return functools.partial(_options, allowed), None
-    raise MethodNotAllowed(f"Method {method} is not allowed for {path}", allowed)
-
-
-def _options(allowed: tuple[str, ...]) -> Response:
-    """``OPTIONS`` on a known path: its methods, as Flask answers for its own routes."""
-    return Response(status=200, headers={"Allow": ", ".join(allowed)})
-
-
-def model_spec(match: re.Match[str]) -> ModelSpec:
-    version = match.group("version")
-    if version is not None and int(version) > _INT64_MAX:
-        raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
-    return ModelSpec(
-        name=match.group("name"),
-        version=int(version) if version is not None else None,
-        label=match.group("label"),
-    )
-
-
-def model_status(spec: ModelSpec) -> Response:
-    """``GET /v1/models/<name>[/versions/N]``: TF Serving's GetModelStatusResponse as JSON.
-
-    NOTE: like TF Serving, a label in the path is accepted and ignored (all versions are listed).
-    """
-    states = _core().version_states(spec.name, spec.version)
-    return json_response({"model_version_status": [_version_status(s) for s in states]})
-
-
-def _version_status(state: ServableState) -> dict[str, Any]:
-    return {
-        "version": str(state.id.version),
-        "state": state.state.name,
-        "status": {
-            "error_code": "UNKNOWN" if state.error else "OK",
-            "error_message": state.error or "",
-        },
-    }
-
-
-def parse_json_body(data: bytes) -> dict[str, Any]:
+def parse_json_body(data: bytes | bytearray) -> dict[str, Any]:
     """A request body as a JSON object, or a 400 in TF Serving's words."""
     if not data or data.isspace():  # NOTE: not data.strip(), which copies a large body
         raise InvalidArgument("JSON Parse error: The document is empty")
@@ -191,7 +67,7 @@ def parse_json_body(data: bytes) -> dict[str, Any]:
     return body
 
 
-def _loads_non_finite(data: bytes) -> Any | None:
+def _loads_non_finite(data: bytes | bytearray) -> Any | None:
     """``data`` parsed with the ``NaN``, ``Infinity`` and ``-Infinity`` tokens TF Serving accepts, else None.
 
     NOTE: TF Serving's rapidjson parses with ``kParseNanAndInfFlag``; orjson refuses those tokens, so a
@@ -214,7 +90,7 @@ def _loads_non_finite(data: bytes) -> Any | None:
     return body
 
 
-def _nesting_depth(data: bytes) -> int:
+def _nesting_depth(data: bytes | bytearray) -> int:
     """How deep ``[`` and ``{`` nest in the JSON text ``data``, brackets inside strings not counted.
 
     NOTE: counted on the bytes, not by recursion, so the answer is the same on every Python (whose
@@ -236,7 +112,7 @@ def _finite_float(text: str) -> float:
 
 def _json_int(text: str) -> int | float:
     value = int(text)
-    return value if _INT64_MIN <= value <= _UINT64_MAX else _finite_float(text)
+    return value if INT64_MIN <= value <= UINT64_MAX else _finite_float(text)
 
 
 def _signature_name(body: dict[str, Any]) -> str:
@@ -246,43 +122,11 @@ def _signature_name(body: dict[str, Any]) -> str:
     return name
 
 
-def predict(spec: ModelSpec) -> Response:
-    """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
-    parts = predict_body(_core(), spec, request.get_data(cache=False), metrics.current_labels())
-    return json_response(b"".join(parts))
-
-
-def predict_body(
-    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
-) -> list[bytes]:
-    """The predict answer to the request body ``data`` (in pieces, see ``encode_predict``), on the calling
-    thread; ``labels`` get the version that answered. The ASGI front runs the same steps with the model
-    call awaited."""
-    outputs, columnar = _predict_outputs(core, spec, data, labels)
-    return encode_predict(outputs, columnar)
-
-
-def _predict_outputs(
-    core: ServerCore, spec: ModelSpec, data: bytes | bytearray, labels: metrics.RequestLabels | None
-) -> tuple[Mapping[str, Any], bool]:
-    """Steps 1 to 3: the model's outputs, and whether the request was columnar.
-
-    Once the inputs are decoded, the body and what was parsed of it are let go (a ``bytearray`` is
-    emptied), and the inputs go with this frame: the model call and the answer do not add to them.
-    """
-    call = parse_predict(data)
-    signature_name = call.signature_name
-    with core.get_handle(spec) as handle:
-        request = decode_predict(call, handle, labels)
-        del call
-        if isinstance(data, bytearray):
-            data.clear()
-        with request_timing.timed("run"):
-            return handle.servable.run(signature_name, request.inputs), request.columnar
+# ---- predict ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PredictCall:
+class _PredictBody:
     """A predict body, parsed, and the signature it names.
 
     A body of one numeric tensor from ``NUMERIC_BODY_BYTES`` comes as ``numeric``, a body from
@@ -290,109 +134,133 @@ class PredictCall:
     unparsed until a signature they do not fit asks for the general path.
     """
 
-    data: bytes
+    data: bytes | bytearray
     signature_name: str
     body: dict[str, Any] | None = None
     numeric: NumericBody | None = None
     large: dict[str, Any] | None = None
 
 
-def parse_predict(data: bytes) -> PredictCall:
-    """Step 1 of a predict: the JSON body (timed as ``parse``)."""
+class PredictJson:
+    """One REST predict call: the body parsed when this is made (timed as ``parse``), its inputs decoded by
+    the service for the signature that runs, and the answer encoded in the body's format.
+
+    Once the inputs are decoded, the body and what was parsed of it are let go (a ``bytearray`` body is
+    emptied): the model call and the answer do not add to them.
+    """
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        with request_timing.timed("parse"):
+            self._body: _PredictBody | None = _parse_predict(data)
+        self.signature_name = self._body.signature_name
+        self.columnar = False
+
+    def request(self, spec: ModelSpec) -> PredictRequest:
+        """The service's request for the model ``spec`` names, its inputs decoded by :meth:`decode`."""
+        return PredictRequest(spec, self.decode, self.signature_name)
+
+    def decode(self, signature: SignatureInfo) -> dict[str, np.ndarray]:
+        """The inputs for ``signature`` (once: the body is let go)."""
+        body, self._body = self._body, None
+        assert body is not None, "a predict body is decoded once"
+        try:
+            decoded = _decode_predict(body, signature)
+        finally:
+            if isinstance(body.data, bytearray):
+                body.data.clear()
+        self.columnar = decoded.columnar
+        return decoded.inputs
+
+    def encode(self, result: PredictResult) -> list[bytes]:
+        """The response body in pieces, one unless it is large (timed as ``encode``)."""
+        with request_timing.timed("encode"):
+            return encode_predict_parts(result.outputs, self.columnar)
+
+
+def _parse_predict(data: bytes | bytearray) -> _PredictBody:
+    large = parse_large_body(data) if len(data) >= LARGE_BODY_BYTES else None
+    if large is not None:
+        return _PredictBody(data, _signature_name(large), large=large)
+    numeric = parse_numeric_body(data) if NUMERIC_BODY_BYTES <= len(data) < LARGE_BODY_BYTES else None
+    if numeric is not None:
+        return _PredictBody(data, numeric.signature_name or DEFAULT_SIGNATURE, numeric=numeric)
+    body = parse_json_body(data)
+    return _PredictBody(data, _signature_name(body), body=body)
+
+
+def _decode_predict(body: _PredictBody, signature: SignatureInfo) -> JsonInputs:
+    decoded = None
+    if body.numeric is not None:
+        decoded = decode_numeric_body(body.numeric, signature)
+    elif body.large is not None:
+        decoded = decode_large_body(body.large, signature)
+    if decoded is not None:
+        return decoded
+    return decode_predict_request(body.body if body.body is not None else parse_json_body(body.data), signature)
+
+
+# ---- classify and regress -----------------------------------------------------------------------
+
+
+def examples_request(spec: ModelSpec, data: bytes | bytearray, method: str) -> ExamplesRequest:
+    """A classify or regress body (``method``) as the service's request (timed as ``parse``)."""
     with request_timing.timed("parse"):
-        large = parse_large_body(data) if len(data) >= LARGE_BODY_BYTES else None
-        if large is not None:
-            return PredictCall(data, _signature_name(large), large=large)
-        numeric = parse_numeric_body(data) if NUMERIC_BODY_BYTES <= len(data) < LARGE_BODY_BYTES else None
-        if numeric is not None:
-            return PredictCall(data, numeric.signature_name or DEFAULT_SIGNATURE, numeric=numeric)
         body = parse_json_body(data)
-        return PredictCall(data, _signature_name(body), body=body)
+        signature_name = _signature_name(body)
+        return ExamplesRequest(spec, decode_examples(body, method), signature_name)
 
 
-def decode_predict(call: PredictCall, handle: ServableHandle, labels: metrics.RequestLabels | None) -> PredictRequest:
-    """Step 2: the inputs for the signature of the version ``handle`` holds (timed as ``parse``)."""
-    if labels is not None:
-        labels.version = str(handle.id.version)
-    signature = handle.servable.signatures.get(call.signature_name)
-    if signature is None:
-        raise InvalidArgument(f'Serving signature name: "{call.signature_name}" not found in signature def')
-    with request_timing.timed("parse"):
-        request = None
-        if call.numeric is not None:
-            request = decode_numeric_body(call.numeric, signature)
-        elif call.large is not None:
-            request = decode_large_body(call.large, signature)
-        if request is not None:
-            return request
-        return decode_predict_request(call.body if call.body is not None else parse_json_body(call.data), signature)
+def classify_answer(result: ClassifyResult) -> bytes:
+    """``{"results": [[[label, score], ...] per example]}``."""
+    return classify_json(result.classes, result.scores)
 
 
-def encode_predict(outputs: Mapping[str, Any], columnar: bool) -> list[bytes]:
-    """Step 4, after the model call: the response body in pieces, one unless it is large (timed as ``encode``)."""
-    with request_timing.timed("encode"):
-        return encode_predict_parts(outputs, columnar)
+def regress_answer(result: RegressResult) -> bytes:
+    """``{"results": [value per example]}``."""
+    return regress_json(result.values)
 
 
-def classify(spec: ModelSpec) -> Response:
-    """``POST …:classify``: ``examples`` (and ``context``) as tf.Examples → ``[[label, score], …]``."""
-    return _run_examples(spec, "classify", lambda *args: classify_json(*classify_examples(*args)))
+# ---- status, metadata, model list ---------------------------------------------------------------
 
 
-def regress(spec: ModelSpec) -> Response:
-    """``POST …:regress``: ``examples`` (and ``context``) as tf.Examples → one float per example."""
-    return _run_examples(spec, "regress", lambda *args: regress_json(regress_examples(*args)))
+def status_answer(states: list[ServableState]) -> bytes:
+    """TF Serving's GetModelStatusResponse as JSON."""
+    return orjson.dumps({"model_version_status": [_version_status(s) for s in states]})
 
 
-def _run_examples(spec: ModelSpec, method: str, run: Callable[[Any, str, list[bytes]], bytes]) -> Response:
-    """Classify and regress share everything but the call that runs the signature."""
-    body = parse_json_body(request.get_data(cache=False))
-    signature_name = _signature_name(body)
-    examples = decode_examples(body, method)
-    with _handle(spec) as handle:
-        return json_response(run(handle.servable, signature_name, examples))
-
-
-_INFERENCE = {"predict": predict, "classify": classify, "regress": regress}
-
-
-def model_metadata(spec: ModelSpec) -> Response:
-    """``GET …/metadata``: the version's SignatureDefs, in TF Serving's GetModelMetadataResponse JSON."""
-    with _handle(spec) as handle:
-        version, signature_defs = handle.id.version, handle.servable.signature_def_map_json()
-    return json_response(
+def metadata_answer(metadata: ModelMetadata) -> bytes:
+    """TF Serving's GetModelMetadataResponse as JSON: the version's SignatureDefs."""
+    spec = metadata.spec
+    return orjson.dumps(
         {
-            "model_spec": {"name": spec.name, "signature_name": "", "version": str(version)},
-            "metadata": {"signature_def": signature_defs},
+            "model_spec": {"name": spec.name, "signature_name": "", "version": str(spec.version)},
+            "metadata": {"signature_def": metadata.signature_def_map},
         }
     )
 
 
-def list_models() -> Response:
-    """``GET /v1/models``: every configured model with its labels and version states.
-
-    TF Serving has no such call (its users have asked since 2018, TF Serving #795).
-    """
-    core = _core()
-    models = []
-    for name in core.model_names:
-        states = core.states(name)
-        models.append(
-            {
-                "name": name,
-                "version_labels": dict(core.version_labels(name)),
-                "model_version_status": [_version_status(s) for s in states.values()],
-            }
-        )
-    return json_response({"models": models})
+def models_answer(models: list[ModelListing]) -> bytes:
+    """``{"models": [...]}``: each model with its labels and the state of each version."""
+    return orjson.dumps(
+        {
+            "models": [
+                {
+                    "name": model.name,
+                    "version_labels": dict(model.version_labels),
+                    "model_version_status": [_version_status(s) for s in model.states],
+                }
+                for model in models
+            ]
+        }
+    )
 
 
-_API_NAMES: dict[Callable[..., Response], str] = {
-    predict: "predict",
-    classify: "classify",
-    regress: "regress",
-    model_metadata: "metadata",
-    model_status: "status",
-    list_models: "list",
-}
-"""The ``api`` label of each handler's requests in the metrics."""
+def _version_status(state: ServableState) -> dict[str, Any]:
+    return {
+        "version": str(state.id.version),
+        "state": state.state.name,
+        "status": {
+            "error_code": "UNKNOWN" if state.error else "OK",
+            "error_message": state.error or "",
+        },
+    }
