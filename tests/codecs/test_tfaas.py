@@ -105,7 +105,7 @@ def serving(servable: Any) -> Iterator[InferenceService]:
 def predict_row(servable: Any, values: Any) -> np.ndarray:
     """TFaaS's ``/json`` and ``/proto`` call on ``servable``."""
     with serving(servable) as service:
-        return first_row(service.predict(row_request(ModelSpec("m"), values, VersionFiles())))
+        return first_row(service.predict(row_request(ModelSpec("m"), values)))
 
 
 def classify_image(servable: Any, image: bytes) -> tuple[np.ndarray, VersionFiles]:

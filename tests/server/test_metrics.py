@@ -27,6 +27,8 @@ SIGNATURE = SignatureInfo(
 
 class Doubler:
     signatures = {"serving_default": SIGNATURE}
+    params = None
+    labels: list[str] = []
 
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * np.float32(2)}
@@ -81,6 +83,8 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
     assert client.get("/v1/models").status_code == 200
     assert client.get("/v1/bogus").status_code == 400
     assert client.get("/nowhere").status_code == 404  # not /v1: not counted
+    assert client.post("/json", json={"values": [1.5], "model": "m"}).json == [3.0]  # TFaaS's predict
+    assert client.post("/json", json={"values": ["x"], "model": "m"}).status_code == 400
 
     text = metrics.render()
     requests_total = {
@@ -90,8 +94,9 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
         for labels in [dict(items)]
     }
     assert requests_total == {
-        ("m", "3", "predict", "200"): 3,
+        ("m", "3", "predict", "200"): 4,
         ("m", "", "predict", "400"): 1,  # failed before taking a handle
+        ("", "", "predict", "400"): 1,  # TFaaS's: refused before its model was known
         ("", "", "predict", "404"): 1,  # an unknown model never becomes a label value
         ("", "", "classify", "400"): 1,
         ("m", "3", "metadata", "200"): 1,
@@ -99,11 +104,11 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
         ("", "", "list", "200"): 1,
         ("", "", "other", "400"): 1,
     }
-    assert value(text, "tfaas_request_duration_seconds_count", model="m", api="predict") == 3
-    assert value(text, ":tensorflow:serving:request_count_total", model_name="m", status="OK") == 5
+    assert value(text, "tfaas_request_duration_seconds_count", model="m", api="predict") == 4
+    assert value(text, ":tensorflow:serving:request_count_total", model_name="m", status="OK") == 6
     assert value(text, ":tensorflow:serving:request_count_total", model_name="", status="NOT_FOUND") == 1
     latency = value(text, ":tensorflow:serving:request_latency_count", model_name="m", API="predict", entrypoint="REST")
-    assert latency == 3
+    assert latency == 4
 
 
 def test_both_paths_serve_the_text_and_are_not_counted(served):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from tests.asgi_client import worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.server_core import ServerCore
 
@@ -132,3 +134,20 @@ def test_a_model_with_no_version_is_a_404_in_tf_servings_words(tmp_path: Path, m
         core.stop()
     assert response.status_code == 404
     assert response.json == {"error": "Servable not found for request: Latest(empty)"}
+
+
+def test_a_large_body_in_pieces_is_answered_as_a_small_one(client):
+    """A body past LOOP_BODY_BYTES does all its work on the service's pool; one in several messages is read
+    into one buffer. Neither changes the answer."""
+    rows = [[float(i)] for i in range(10_000)]
+    body = json.dumps({"instances": rows})
+    assert len(body) > LOOP_BODY_BYTES
+    response = client.post("/v1/models/m/versions/2:predict", data=body, pieces=3)
+    assert response.status_code == 200 and response.json == {"predictions": [[2.0 * row[0]] for row in rows]}
+
+
+def test_head_has_the_get_answers_length_and_no_body(client):
+    for path in ("/v1/models/m", "/v1/models/m/versions/7"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code and head.data == b"", path
+        assert head.content_length == len(get.data) > 0 and head.mimetype == "application/json", path

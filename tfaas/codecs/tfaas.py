@@ -45,9 +45,11 @@ class VersionFiles:
         self.params, self.labels = params, labels
 
 
-def row_request(spec: ModelSpec, values: Sequence[float] | np.ndarray, version: VersionFiles) -> PredictRequest:
+def row_request(
+    spec: ModelSpec, values: Sequence[float] | np.ndarray, version: VersionFiles | None = None
+) -> PredictRequest:
     """TFaaS's ``/json`` and ``/proto``: ``[values]`` (float32, shape ``[1, N]``) for the single input of
-    ``serving_default``; ``version`` is told the files of the version that runs it.
+    ``serving_default``; ``version``, if given, is told the files of the version that runs it.
 
     Raises ``InvalidArgument`` when the model has no ``serving_default`` or one with several inputs, when
     a value is not a number, and when the row does not fit the input (the servable's own check).

@@ -83,7 +83,7 @@ class TfServingRest:
     async def _predict(self, spec: ModelSpec, data: bytes | bytearray) -> list[bytes]:
         """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
         if len(data) > LOOP_BODY_BYTES:
-            return await self._service.in_pool(_predict, self._service, spec, data)
+            return await self._service.in_pool(_predict_on_this_thread, self._service, spec, data)
         call = codec.PredictJson(data)
         return call.encode(await self._service.predict_async(call.request(spec)))
 
@@ -121,7 +121,8 @@ def model_spec(match: re.Match[str]) -> ModelSpec:
     )
 
 
-def _predict(service: InferenceService, spec: ModelSpec, data: bytes | bytearray) -> list[bytes]:
+def _predict_on_this_thread(service: InferenceService, spec: ModelSpec, data: bytes | bytearray) -> list[bytes]:
+    """All of a predict (parse, model call, encode) on the calling thread: a pool thread, for a large body."""
     call = codec.PredictJson(data)
     return call.encode(service.predict(call.request(spec)))
 

@@ -249,7 +249,7 @@ def predict_json() -> Response:
         if not isinstance(model, str):
             raise InvalidArgument("'model' must be a string")
         record.model = _model_or_default(model)
-        result = _service().predict(row_request(ModelSpec(record.model), values, VersionFiles()))
+        result = _service().predict(row_request(ModelSpec(record.model), values))
         return _json(first_row(result))
 
 
