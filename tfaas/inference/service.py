@@ -115,6 +115,8 @@ class InferenceService:
         if signature is None:
             raise InvalidArgument(f'Serving signature name: "{request.signature_name}" not found in signature def')
         _check_output_filter(request.output_filter, signature)
+        if request.on_version is not None:
+            request.on_version(servable.params, servable.labels)
         if callable(request.inputs):
             with request_timing.timed("parse"):
                 return signature, request.inputs(signature)

@@ -30,6 +30,7 @@ from tfaas.servables.model_params import ModelParams, read_labels, read_params
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.servables.warmup import WarmupOptions, run_warmup
 from tfaas.servables.warmup import current_options as warmup_options
+from tfaas.tf_serving import without_op_suffix
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -37,7 +38,6 @@ DEFAULT_TAGS: tuple[str, ...] = ("serve",)
 
 _REF_OFFSET = 100  # NOTE: TF numbers every DT_X_REF as DT_X + 100 (types.proto).
 _LEGACY_PLACEHOLDER_VERSION = 21  # NOTE: up to this GraphDef version, an empty Placeholder shape is "unknown".
-_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
 _STACK_LINE = re.compile(
     r"Graph execution error:|Detected at node .* defined at \(most recent call last\):"
     r"|<stack traces unavailable>|\s+File .*|\s*$"
@@ -352,7 +352,7 @@ def _client_message(error: BaseException) -> str:
     # (or "<stack traces unavailable>"); the kernel's own message follows.
     while lines and _STACK_LINE.match(lines[0]):
         lines.pop(0)
-    return _OP_SUFFIX.sub("", "\n".join(lines)).strip() or message
+    return without_op_suffix("\n".join(lines)) or message
 
 
 def read_signatures(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> dict[str, SignatureInfo]:

@@ -112,7 +112,7 @@ class TfaasApplication(BaseApplication):
         self.core.start()
         self.reloader.start(self.core.reload_config)
         self.service = InferenceService(self.core, self.settings.threads)
-        return AsgiFront(self.core, create_app(self.core), self.settings.threads)
+        return AsgiFront(self.service, create_app(self.service), self.settings.threads)
 
     def _rotation_changed(self, listening: bool) -> None:
         """The worker's listener opened or closed: the coordinator must know (what serves counts on it)."""
