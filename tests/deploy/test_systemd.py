@@ -34,6 +34,15 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "tfaas.service"
 VENV_TFAAS = "/opt/tfaas/venv/bin/tfaas"
+MAX_EXPOSURE = 1.7
+"""The bound on ``systemd-analyze security tfaas`` (Debian 12's systemd 252 scores the unit 1.7, "OK").
+
+NOTE: removing any one of NoNewPrivileges=, CapabilityBoundingSet=, PrivateTmp=, ProtectSystem=,
+ProtectHome=, the ProtectKernel*=, ProtectControlGroups=, ProtectClock=, PrivateMounts=, ProtectProc=,
+RestrictSUIDSGID=, RestrictRealtime=, RestrictNamespaces=, RestrictAddressFamilies=,
+SystemCallArchitectures=, SystemCallFilter= or User= raises the score to 1.8-3.7 (measured one at a
+time, offline), so the bound catches a unit that lost one. The others do not move it at its precision.
+"""
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -102,7 +111,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path):
     )
     exposure = re.search(r"Overall exposure level for tfaas\.service: ([0-9.]+)", security.stdout)
     if security.returncode == 0 and exposure is not None:  # NOTE: --offline needs systemd >= 250
-        assert float(exposure.group(1)) <= 2.5, security.stdout
+        assert float(exposure.group(1)) <= MAX_EXPOSURE, security.stdout
 
 
 def listen_for_notifications(directory: Path) -> socket.socket:
