@@ -133,8 +133,11 @@ def response(**outputs) -> eas.PredictResponse:
     return eas.PredictResponse.FromString(data)
 
 
-@pytest.mark.parametrize("dtype,field,sent,numpy_dtype,fed", FED, ids=FED_IDS)
-def test_every_fed_dtype_goes_back_as_it_came(dtype, field, sent, numpy_dtype, fed):
+PLAIN = [case for case in FED if not isinstance(case[3], list)]
+
+
+@pytest.mark.parametrize("dtype,field,sent,numpy_dtype,fed", PLAIN, ids=[FED_IDS[FED.index(c)] for c in PLAIN])
+def test_every_fed_dtype_but_the_quantized_goes_back_as_it_came(dtype, field, sent, numpy_dtype, fed):
     decoded = eas_proto.decode_array("x", array(dtype, [2, 2], **{field: sent}))
     answered = response(y=decoded).outputs["y"]
     assert answered == array(dtype, [2, 2], **{field: sent})

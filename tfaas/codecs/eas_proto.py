@@ -95,9 +95,6 @@ _PLAIN_OUTPUTS: dict[np.dtype, int] = {
 _WIDENED_OUTPUTS = (np.dtype(np.uint32), np.dtype(np.uint64))
 """Unsigned outputs the enum has no type for: answered as DT_INT64 (uint64 only while its values fit)."""
 
-_QUANTIZED_OUTPUTS = {"qint8": eas.DT_QINT8, "quint8": eas.DT_QUINT8, "qint16": eas.DT_QINT16}
-_QUANTIZED_OUTPUTS |= {"quint16": eas.DT_QUINT16, "qint32": eas.DT_QINT32}
-
 
 # ---- requests ---------------------------------------------------------------------------------------
 
@@ -206,15 +203,14 @@ def encode_array(alias: str, value: np.ndarray, array: eas.ArrayProto) -> None:
     """Fill ``array`` with ``value``: its dtype, shape, and values flattened into the dtype's field.
 
     uint32 (and uint64 that fits) goes as DT_INT64, the enum having neither; an output the enum cannot carry
-    at all (complex, uint64 beyond int64) is ``Unimplemented``.
+    at all (complex, uint64 beyond int64) is ``Unimplemented``. NOTE: a quantized output comes as its plain
+    int (DT_INT8 for a qint8...): the servable's outputs are ``np.asarray`` of TensorFlow's tensors, which drops it.
     """
     dtype = _output_dtype(alias, value)
     kind = _FED[dtype]
     array.dtype = dtype
     array.array_shape.dim.extend(value.shape)
-    if value.dtype.names:
-        value = value.view(value.dtype.fields[value.dtype.names[0]][0])
-    elif kind.field == "float_val" and value.dtype != np.float32:
+    if kind.field == "float_val" and value.dtype != np.float32:
         value = value.astype(np.float32)  # NOTE: half and bfloat16 widen exactly
     getattr(array, kind.field).extend(value.ravel().tolist())
 
@@ -227,8 +223,6 @@ def _output_dtype(alias: str, value: np.ndarray) -> int:
         return eas.DT_STRING
     if dtype.name == "bfloat16":
         return eas.DT_BFLOAT16
-    if dtype.names and dtype.names[0] in _QUANTIZED_OUTPUTS:
-        return _QUANTIZED_OUTPUTS[dtype.names[0]]
     if dtype in _WIDENED_OUTPUTS and (dtype == np.uint32 or not value.size or value.max() <= INT64_MAX):
         return eas.DT_INT64
     raise Unimplemented(f"Output {alias} has dtype {dtype}, which an EAS ArrayProto cannot carry")
