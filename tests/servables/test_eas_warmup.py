@@ -24,18 +24,16 @@ from tfaas.servables.warmup import WarmupOptions
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def counting_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("eas_warmup") / "counting"
     write_counting_model(path)
     return path
 
 
 @pytest.fixture
-def version(model_dir: Path, tmp_path: Path) -> Path:
+def version(counting_model: Path, tmp_path: Path) -> Path:
     """A fresh copy of the counting model as version 1 (its counter at 0)."""
-    target = tmp_path / "counting" / "1"
-    shutil.copytree(model_dir, target)
-    return target
+    return Path(shutil.copytree(counting_model, tmp_path / "counting" / "1"))
 
 
 def load(version: Path, iterations: int = 1) -> SavedModelServable:

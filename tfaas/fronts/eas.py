@@ -1,5 +1,5 @@
-"""PAI-EAS's TensorFlow processor API over the inference service: ``/api/predict/<service>``, where
-``<service>`` is the model's name (its latest available version answers).
+"""PAI-EAS's TensorFlow processor API over the inference service: ``/api/predict/<model>``, where EAS's
+service name is the model's name (its latest available version answers).
 
 - ``POST`` with a serialized EAS ``PredictRequest`` → a serialized ``PredictResponse``
   (``application/octet-stream``), through :mod:`tfaas.codecs.eas_proto`.
@@ -34,17 +34,17 @@ def _service() -> InferenceService:
     return current_app.extensions["tfaas.service"]
 
 
-@blueprint.route(PREFIX + "<service>", methods=["GET", "POST"])
-def predict(service: str) -> Response:
-    """``/api/predict/<service>``: a prediction, or the model structure for an empty request."""
+@blueprint.route(PREFIX + "<model>", methods=["GET", "POST"])
+def predict(model: str) -> Response:
+    """``/api/predict/<model>``: a prediction, or the model structure for an empty request."""
     data = request.get_data()  # NOTE: read first: Werkzeug's 413 is no inference request to count
     describe = request.method != "POST" or not data
     inference = _service()
-    with inference.recorded("metadata" if describe else "predict", service):
+    with inference.recorded("metadata" if describe else "predict", model):
         check_token(
-            inference.core.settings.eas_token, request.method, PREFIX + service, request.headers, data, time.time()
+            inference.core.settings.eas_token, request.method, PREFIX + model, request.headers, data, time.time()
         )
-        spec = ModelSpec(service)
+        spec = ModelSpec(model)
         if describe:
             return Response(eas_proto.structure_json(inference.metadata(spec)), mimetype="application/json")
         result = inference.predict(eas_proto.predict_request(spec, eas_proto.parse_request(data)))
