@@ -149,6 +149,7 @@ def test_the_sdk_raises_predict_exception_with_eas_statuses(server, eas_sdk, cal
     [answer] = eas_sdk.run(server.url, [call])
     assert answer["code"] == code
     assert message in json.loads(answer["message"])["error"]
+    assert TOKEN not in server.log(), "the token is never logged"
 
 
 def test_the_seeds_curl_with_the_raw_token(server):

@@ -5,6 +5,7 @@ and the statuses EAS's SDK reads."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -62,19 +63,29 @@ class Doubler:
         return None
 
 
+LOADED = threading.Event()
+"""The gate every version's load waits for: set, except while a test looks at a model still loading."""
+LOADED.set()
+
+
 class DoublerLoader:
-    """Loads a :class:`Doubler` for every version."""
+    """Loads a :class:`Doubler` for every version, once ``LOADED`` is set."""
 
     def __init__(self, id: ServableId, path: str) -> None:
-        self.load, self.unload = Doubler, lambda: None
+        self.unload = lambda: None
+
+    def load(self) -> Doubler:
+        assert LOADED.wait(10)
+        return Doubler()
 
 
 @pytest.fixture
 def client_with(tmp_path: Path):
-    """``client_with(**settings)``: a client of a worker serving model ``m`` with the fake."""
+    """``client_with(**settings)``: a client of a worker serving model ``m`` with the fake (once it serves,
+    unless ``wait=False``)."""
     made = []
 
-    def client(**settings):
+    def client(wait: bool = True, **settings):
         (tmp_path / "m" / "1").mkdir(parents=True, exist_ok=True)
         (tmp_path / "m" / "1" / "saved_model.pb").write_bytes(b"fake")
         core = ServerCore(
@@ -89,7 +100,7 @@ def client_with(tmp_path: Path):
             metrics=Metrics(CollectorRegistry()),
         )
         core.start()
-        assert core.wait_until(lambda: core.available_versions("m") == [1], 5)
+        assert not wait or core.wait_until(lambda: core.available_versions("m") == [1], 5)
         made.append((core, worker_client(core)))
         made[-1][1].metrics = core.metrics
         return made[-1][1]
@@ -159,6 +170,16 @@ def test_an_empty_request_answers_the_model_structure(client_with, method, body)
 def test_client_mistakes_get_eas_statuses_never_5xx(client_with, path, body, status, error):
     answer = client_with().post(path, data=body)
     assert answer.status_code == status and error in answer.json["error"]
+
+
+def test_a_model_still_loading_is_a_503(client_with):
+    LOADED.clear()
+    try:
+        client = client_with(wait=False)
+        for answer in (client.post("/api/predict/m", data=predict_body([[1.0, 2.0]])), client.get("/api/predict/m")):
+            assert answer.status_code == 503 and answer.json["error"].startswith("Model m is loading: version 1")
+    finally:
+        LOADED.set()
 
 
 def test_a_shape_that_does_not_hold_the_values_is_a_400(client_with):
