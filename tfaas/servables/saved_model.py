@@ -25,6 +25,7 @@ import numpy as np
 
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
+from tfaas.servables.eas_warmup import run_eas_warmup
 from tfaas.servables.first_call import warm_first_calls
 from tfaas.servables.model_params import ModelParams, read_labels, read_params
 from tfaas.servables.servable import SignatureInfo, TensorInfo
@@ -66,7 +67,8 @@ class SavedModelLoader:
         Raises ``NotFound`` when there is no SavedModel file or no meta graph with the tags,
         ``InvalidArgument`` when the directory's TFaaS ``params.json`` is malformed, and ``Internal`` when
         the file is unreadable or TensorFlow fails to restore the model. Then replays the version's
-        warmup requests, if it has any; their failure fails the load (see ``tfaas.servables.warmup``).
+        warmup requests, if it has any, and its EAS warm-up request; their failure fails the load (see
+        ``tfaas.servables.warmup`` and ``tfaas.servables.eas_warmup``).
         """
         params = read_params(self._path)
         labels = read_labels(self._path, params)
@@ -94,7 +96,8 @@ class SavedModelLoader:
         try:
             # NOTE: inside the load, so the version becomes AVAILABLE only once it is warm.
             options = self._warmup or warmup_options()
-            if not run_warmup(self._servable, self._id.name, self._path, options) and options.first_call:
+            warmed = run_warmup(self._servable, self._id.name, self._path, options)
+            if not warmed + run_eas_warmup(self._servable, self._path, options) and options.first_call:
                 warm_first_calls(self._servable, functions, self._id.name, self._id.version)
         except BaseException:
             self.unload()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from tfaas.fronts import eas
 from tfaas.inference.service import InferenceService
 from tfaas.server import health, metrics, openapi, tfaas_api
 from tfaas.server.errors import register_error_handlers
@@ -22,4 +23,5 @@ def create_app(service: InferenceService) -> Flask:
     app.register_blueprint(openapi.blueprint)
     metrics.init_app(app, core.metrics)  # NOTE: /metrics and /monitoring/prometheus/metrics
     tfaas_api.register(app, core.settings.tfaas_api_prefix)
+    app.register_blueprint(eas.blueprint)  # NOTE: PAI-EAS's /api/predict/<model>
     return app
