@@ -1,21 +1,26 @@
-"""The committed ``tfaas_pb2.py`` is exactly what ``tfaas.proto`` generates, and speaks TFaaS's wire format."""
+"""The committed ``*_pb2.py`` modules are exactly what their ``.proto`` files generate, and speak TFaaS's and
+PAI-EAS's wire formats."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tfaas.protos import tfaas_pb2
+from tfaas.protos import tf_predict_pb2, tfaas_pb2
 
 HERE = Path(tfaas_pb2.__file__).parent
 
 
-def test_generated_module_matches_the_proto(tmp_path):
+@pytest.mark.parametrize("proto", ["tfaas.proto", "tf_predict.proto"])
+def test_generated_module_matches_the_proto(tmp_path, proto):
     pytest.importorskip("grpc_tools", reason="grpcio-tools comes with pip install -e '.[test]'")
     from tfaas.protos.generate import generate
 
-    assert generate(tmp_path).read_bytes() == (HERE / "tfaas_pb2.py").read_bytes()
+    module = generate(tmp_path, proto)
+    assert module.read_bytes() == (HERE / module.name).read_bytes()
 
 
 def test_wire_format_matches_tfaas():
@@ -26,3 +31,51 @@ def test_wire_format_matches_tfaas():
     assert tfaas_pb2.Row.FromString(row.SerializeToString()) == row
     assert [f.number for f in tfaas_pb2.Row.DESCRIPTOR.fields] == [1, 2, 3]
     assert tfaas_pb2.DESCRIPTOR.package == "tfaaspb"
+
+
+def test_wire_format_matches_eas():
+    # The SDK's add_feed("x", [1], DT_FLOAT, [0.5]) on signature "s", fetching "y", is these bytes:
+    # signature_name (1), inputs (2: key "x", ArrayProto dtype 1, array_shape {dim: [1]} packed, float_val
+    # packed), output_filter (3).
+    request = tf_predict_pb2.PredictRequest(signature_name="s", output_filter=["y"])
+    request.inputs["x"].dtype = tf_predict_pb2.DT_FLOAT
+    request.inputs["x"].array_shape.dim.append(1)
+    request.inputs["x"].float_val.append(0.5)
+    assert request.SerializeToString() == bytes.fromhex("0a017312120a0178120d080112030a01011a040000003f1a0179")
+    assert tf_predict_pb2.DESCRIPTOR.package == ""
+    numbers = {f.name: f.number for f in tf_predict_pb2.ArrayProto.DESCRIPTOR.fields}
+    assert numbers == {
+        "dtype": 1,
+        "array_shape": 2,
+        "float_val": 3,
+        "double_val": 4,
+        "int_val": 5,
+        "string_val": 6,
+        "int64_val": 7,
+        "bool_val": 8,
+    }
+    # NOTE: the enum's numbers are TensorFlow's DataType numbers.
+    assert tf_predict_pb2.ArrayDataType.items()[-1] == ("DT_VARIANT", 21)
+    assert tf_predict_pb2.ArrayDataType.Value("DT_HALF") == 19
+
+
+def test_eas_messages_load_beside_tf_serving_and_another_package_less_copy(tmp_path):
+    """EAS's package-less names are built in a pool of their own: a default-pool copy of the same proto (as
+    EAS's own ``tf_predict_pb2`` is) and TF Serving's ``PredictRequest`` load in the same process."""
+    pytest.importorskip("grpc_tools", reason="grpcio-tools comes with pip install -e '.[test]'")
+    command = [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={HERE}", f"--python_out={tmp_path}"]
+    subprocess.run([*command, str(HERE / "tf_predict.proto")], check=True)
+    code = (
+        "import tf_predict_pb2 as theirs;"
+        "from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc;"
+        "from tfaas.protos import tf_predict_pb2 as ours, tfaas_pb2;"
+        "r = ours.PredictRequest(signature_name='s'); r.inputs['x'].int64_val.append(7);"
+        "t = theirs.PredictRequest.FromString(r.SerializeToString());"
+        "print(t.signature_name, list(t.inputs['x'].int64_val), predict_pb2.PredictRequest.DESCRIPTOR.full_name)"
+    )
+    env_path = f"{tmp_path}:{HERE.parents[1]}"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": env_path}, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["s", "[7]", "tensorflow.serving.PredictRequest"]

@@ -773,6 +773,12 @@ class Settings:
         " times its size in memory, and REST clients send tens of MB at most (bigger batches are better split).",
         check=_at_least(1),
     )
+    # -- PAI-EAS's API (tfaas/fronts/eas.py) --
+    eas_token: str = _option(
+        "",
+        "If set, PAI-EAS's /api/predict/<model> needs this token: `Authorization: <token>`, or the signature"
+        " EAS's SDKs send (`Authorization: EAS <HMAC-SHA1 of the request>`). Empty: no token is asked for.",
+    )
     log_level: str = _option("info", "Logging level: " + ", ".join(LOG_LEVELS) + ".", check=_one_of(LOG_LEVELS))
     log_format: str = _option(
         "text",

@@ -34,6 +34,15 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "tfaas.service"
 VENV_TFAAS = "/opt/tfaas/venv/bin/tfaas"
+MAX_EXPOSURE = 1.7
+"""The bound on ``systemd-analyze security tfaas`` (Debian 12's systemd 252 scores the unit 1.7, "OK").
+
+NOTE: removing any one of NoNewPrivileges=, CapabilityBoundingSet=, PrivateTmp=, ProtectSystem=,
+ProtectHome=, the ProtectKernel*=, ProtectControlGroups=, ProtectClock=, PrivateMounts=, ProtectProc=,
+RestrictSUIDSGID=, RestrictRealtime=, RestrictNamespaces=, RestrictAddressFamilies=,
+SystemCallArchitectures=, SystemCallFilter= or User= raises the score to 1.8-3.7 (measured one at a
+time, offline), so the bound catches a unit that lost one. The others do not move it at its precision.
+"""
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -69,7 +78,7 @@ def test_unit_is_what_the_issue_asks_for():
     assert one("Type") == "notify"
     assert one("NotifyAccess") == "main"  # NOTE: gunicorn's master, the main process, sends READY=1
     assert one("ExecStart").startswith(VENV_TFAAS + " serve ")
-    assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert one("ExecReload") == "/bin/sh -c 'kill -HUP $MAINPID'"  # NOTE: no procps (/bin/kill) needed
     assert one("KillMode") == "mixed" and one("KillSignal") == "SIGTERM"
     assert one("User") not in ("", "root") and "DynamicUser" not in SERVICE
     assert one("EnvironmentFile").lstrip("-") == "/etc/tfaas/tfaas.env"
@@ -102,7 +111,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path):
     )
     exposure = re.search(r"Overall exposure level for tfaas\.service: ([0-9.]+)", security.stdout)
     if security.returncode == 0 and exposure is not None:  # NOTE: --offline needs systemd >= 250
-        assert float(exposure.group(1)) <= 2.5, security.stdout
+        assert float(exposure.group(1)) <= MAX_EXPOSURE, security.stdout
 
 
 def listen_for_notifications(directory: Path) -> socket.socket:
@@ -186,8 +195,9 @@ def test_exec_start_notifies_ready_reloads_on_exec_reload_and_stops_on_kill_sign
         settings["models"].append({"name": "added", "base_path": str(root / "models" / "added")})
         (root / "etc" / "tfaas.yaml").write_text(yaml.safe_dump(settings))
         install_version(half_plus(3), root / "models" / "added", 1)
-        reload = shlex.split(one("ExecReload").replace("$MAINPID", str(server.process.pid)))
-        subprocess.run(reload, check=True, timeout=10)
+        # NOTE: as systemd runs it: $MAINPID in the environment (systemd replaces it only as a whole word).
+        reload = shlex.split(one("ExecReload"))
+        subprocess.run(reload, check=True, timeout=10, env={"MAINPID": str(server.process.pid)})
         server.wait_available("added", 1)
         assert server.post("/v1/models/added:predict", json={"instances": [[1.0]]}).json() == {"predictions": [[3.5]]}
         assert server.log().count("Booting worker") == 1

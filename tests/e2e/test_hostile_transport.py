@@ -200,9 +200,9 @@ def test_a_half_sent_head_gets_a_json_408_after_the_timeout_and_the_connection_c
     assert f"did not arrive within {TIMEOUT_S:g} s" in body["error"]
 
 
-@pytest.mark.parametrize("path", [PREDICT, STATUS + ":classify"], ids=["predict", "classify"])
+@pytest.mark.parametrize("path", [PREDICT, "/json"], ids=["predict", "tfaas"])
 def test_a_stalled_body_gets_a_json_408_after_the_timeout_and_the_connection_closes(server, path):
-    # NOTE: the ASGI front reads a predict body, the Flask app (on a thread) every other one
+    # NOTE: the ASGI front reads a /v1 body, the Flask app (on a thread) every other one
     with connect(server) as sock:
         sock.sendall(request("POST", path, "Content-Length: 1000", body=BODY[:10]))
         started = time.monotonic()

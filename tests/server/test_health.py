@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.asgi_client import AsgiClient, worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
-from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
 
 GATES: dict[str, threading.Event] = {}
@@ -38,7 +38,7 @@ def core(tmp_path: Path):
         models.append(ModelConfig(name=name, base_path=str(tmp_path / name)))
         GATES[name] = threading.Event()
     settings = Settings(
-        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        enable_batching=False,  # NOTE: the fake servables here never run
         models=tuple(models),
         version_settle_seconds=0,
         file_system_poll_wait_seconds=-1,
@@ -51,8 +51,13 @@ def core(tmp_path: Path):
     core.stop()
 
 
-def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
-    client = create_app(core).test_client()
+@pytest.fixture
+def client(core: ServerCore):
+    with worker_client(core) as client:
+        yield client
+
+
+def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore, client: AsgiClient):
     for gate in ("a", "b", None):
         ready, alive = client.get("/readyz"), client.get("/healthz")
         assert alive.status_code == 200 and alive.json == {"status": "alive"}
@@ -70,10 +75,10 @@ def test_readyz_waits_for_every_model_and_healthz_never_waits(core: ServerCore):
     assert ready.content_type == alive.content_type == "application/json"
 
 
-def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore):
+def test_readyz_lists_each_model_with_its_available_versions(core: ServerCore, client: AsgiClient):
     GATES["a"].set()
     assert core.wait_until(lambda: core.available_versions("a") == [1], 5)
-    assert create_app(core).test_client().get("/readyz").json == {
+    assert client.get("/readyz").json == {
         "status": "not ready",
         "models": {"a": [1], "b": []},
         "not_ready": {"b": "version 1 is loading"},
@@ -85,7 +90,8 @@ def test_no_configured_model_is_ready():
     core.start()
     try:
         assert core.wait_until_ready(5)
-        assert create_app(core).test_client().get("/readyz").json == {"status": "ready", "models": {}}
+        with worker_client(core) as client:
+            assert client.get("/readyz").json == {"status": "ready", "models": {}}
     finally:
         core.stop()
 
@@ -97,7 +103,8 @@ def test_readyz_says_why_a_model_without_versions_is_not_ready(tmp_path: Path):
     core = ServerCore(settings)
     core.start()
     try:
-        ready = create_app(core).test_client().get("/readyz")
+        with worker_client(core) as client:
+            ready = client.get("/readyz")
     finally:
         core.stop()
     assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"

@@ -1,4 +1,5 @@
-"""The metrics routes and the request instrumentation, over a real ServerCore with a fake loader."""
+"""The metrics routes and the request metrics, through the worker's ASGI app over a real ServerCore with a
+fake loader."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.asgi_client import worker_client
 from tests.test_metrics import samples, value
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.metrics import Metrics
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
 
 SIGNATURE = SignatureInfo(
@@ -26,12 +27,17 @@ SIGNATURE = SignatureInfo(
 
 class Doubler:
     signatures = {"serving_default": SIGNATURE}
+    params = None
+    labels: list[str] = []
 
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * np.float32(2)}
 
     def signature_def_map_json(self):
         return {}
+
+    def submit(self, signature_name, inputs, on_done=None):
+        return None
 
 
 class DoublerLoader:
@@ -51,7 +57,7 @@ def served(tmp_path: Path):
     (tmp_path / "m" / "3" / "saved_model.pb").write_bytes(b"fake")  # NOTE: a complete version, to the source
     model = ModelConfig(name="m", base_path=str(tmp_path / "m"))
     settings = Settings(
-        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        enable_batching=False,  # NOTE: the fake servables here do not batch
         models=(model,),
         version_settle_seconds=0,
         file_system_poll_wait_seconds=-1,
@@ -60,7 +66,8 @@ def served(tmp_path: Path):
     core = ServerCore(settings, loader_factory=DoublerLoader, metrics=metrics)
     core.start()
     assert core.wait_until_ready(5)
-    yield create_app(core).test_client(), metrics
+    with worker_client(core) as client:
+        yield client, metrics
     core.stop()
 
 
@@ -76,6 +83,8 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
     assert client.get("/v1/models").status_code == 200
     assert client.get("/v1/bogus").status_code == 400
     assert client.get("/nowhere").status_code == 404  # not /v1: not counted
+    assert client.post("/json", json={"values": [1.5], "model": "m"}).json == [3.0]  # TFaaS's predict
+    assert client.post("/json", json={"values": ["x"], "model": "m"}).status_code == 400
 
     text = metrics.render()
     requests_total = {
@@ -85,8 +94,9 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
         for labels in [dict(items)]
     }
     assert requests_total == {
-        ("m", "3", "predict", "200"): 3,
+        ("m", "3", "predict", "200"): 4,
         ("m", "", "predict", "400"): 1,  # failed before taking a handle
+        ("", "", "predict", "400"): 1,  # TFaaS's: refused before its model was known
         ("", "", "predict", "404"): 1,  # an unknown model never becomes a label value
         ("", "", "classify", "400"): 1,
         ("m", "3", "metadata", "200"): 1,
@@ -94,11 +104,11 @@ def test_requests_are_counted_with_the_served_version_and_the_status(served):
         ("", "", "list", "200"): 1,
         ("", "", "other", "400"): 1,
     }
-    assert value(text, "tfaas_request_duration_seconds_count", model="m", api="predict") == 3
-    assert value(text, ":tensorflow:serving:request_count_total", model_name="m", status="OK") == 5
+    assert value(text, "tfaas_request_duration_seconds_count", model="m", api="predict") == 4
+    assert value(text, ":tensorflow:serving:request_count_total", model_name="m", status="OK") == 6
     assert value(text, ":tensorflow:serving:request_count_total", model_name="", status="NOT_FOUND") == 1
     latency = value(text, ":tensorflow:serving:request_latency_count", model_name="m", API="predict", entrypoint="REST")
-    assert latency == 3
+    assert latency == 4
 
 
 def test_both_paths_serve_the_text_and_are_not_counted(served):

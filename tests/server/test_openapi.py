@@ -7,10 +7,12 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
+from tests.asgi_client import worker_client
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument
+from tfaas.fronts import tf_serving_rest
+from tfaas.inference.service import InferenceService
 from tfaas.model_repository import check_model_name
-from tfaas.server import rest_api
 from tfaas.server.app import create_app
 from tfaas.server.openapi import openapi_document
 from tfaas.server_core import ServerCore
@@ -27,8 +29,15 @@ V1_FORMS = (
 
 
 @pytest.fixture(scope="module")
-def app():
-    return create_app(ServerCore(Settings()))
+def client():
+    with worker_client(ServerCore(Settings())) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def flask_app():
+    """The Flask app of a worker, to which its ASGI front passes every request outside /v1."""
+    return create_app(InferenceService(ServerCore(Settings())))
 
 
 def documented() -> list[tuple[str, str]]:
@@ -44,14 +53,13 @@ def test_document_is_valid_openapi():
 
 
 @pytest.mark.parametrize("method,path", documented())
-def test_every_documented_path_is_routed(app, method, path):
+def test_every_documented_path_is_routed(flask_app, method, path):
     concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
-    if path.startswith("/v1/"):
-        handler, _ = rest_api.resolve(method.upper(), concrete)
-        assert handler is not None
+    if tf_serving_rest.serves(concrete):
+        assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
     else:
-        endpoint, _ = app.url_map.bind("localhost").match(concrete, method=method.upper())
-        assert endpoint != "tf_serving_rest.dispatch"
+        endpoint, _ = flask_app.url_map.bind("localhost").match(concrete, method=method.upper())
+        assert endpoint
 
 
 @pytest.mark.parametrize("method,path", V1_FORMS)
@@ -59,16 +67,16 @@ def test_every_v1_form_is_documented(method, path):
     assert any(m == method and template_regex(p).fullmatch(path) for m, p in documented()), path
 
 
-def test_every_flask_route_is_documented(app):
+def test_every_flask_route_is_documented(flask_app):
     paths = {p for _, p in documented()}
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "tf_serving_rest.dispatch"):
-            continue  # the catch-all /v1 dispatcher is covered form by form above
+    for rule in flask_app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        assert not tf_serving_rest.serves(rule.rule), rule.rule  # the ASGI front's, never the Flask app's
         assert re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule) in paths, rule.rule
 
 
-def test_served_documents_match_the_shipped_one(app):
-    client = app.test_client()
+def test_served_documents_match_the_shipped_one(client):
     assert client.get("/openapi.json").json == openapi_document()
     assert client.get("/openapi.yaml").data.decode().startswith("openapi: 3.0")
 
@@ -86,8 +94,7 @@ def documented_methods() -> list[tuple[str, set[str]]]:
 
 
 @pytest.mark.parametrize("path,methods", documented_methods())
-def test_a_documented_path_asked_with_another_method_is_a_405_naming_its_methods(app, path, methods):
-    client = app.test_client()
+def test_a_documented_path_asked_with_another_method_is_a_405_naming_its_methods(client, path, methods):
     for method in sorted({"GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"} - methods):
         response = client.open(path, method=method)
         assert response.status_code == 405, (method, path)
@@ -96,22 +103,23 @@ def test_a_documented_path_asked_with_another_method_is_a_405_naming_its_methods
 
 
 @pytest.mark.parametrize("path,methods", documented_methods())
-def test_options_on_a_documented_path_names_its_methods(app, path, methods):
-    response = app.test_client().options(path)
+def test_options_on_a_documented_path_names_its_methods(client, path, methods):
+    response = client.options(path)
     implicit = {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
     assert response.status_code == 200
     assert set(response.headers["Allow"].split(", ")) == methods | implicit
 
 
-def test_a_v1_path_is_matched_in_any_case_for_its_405_too(app):
-    response = app.test_client().put("/V1/MODELS/m:Predict")
+def test_a_v1_path_is_matched_in_any_case_for_its_405_too(client):
+    response = client.put("/V1/MODELS/m:Predict")
     assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST"
 
 
-def test_head_answers_where_get_does_with_no_body(app):
+def test_head_answers_where_get_does_with_no_body_and_the_get_answers_length(client):
     for path in ("/v1/models", "/healthz"):
-        response = app.test_client().head(path)
+        response = client.head(path)
         assert response.status_code == 200 and response.data == b"", path
+        assert response.content_length == len(client.get(path).data) > 0, path
 
 
 @pytest.mark.parametrize(

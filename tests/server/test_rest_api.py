@@ -1,17 +1,20 @@
-"""The /v1 routes over a real ServerCore whose loader is a small fake (no TensorFlow)."""
+"""TF Serving's /v1 API through the worker's ASGI app, over a real ServerCore whose loader is a small fake
+(no TensorFlow)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.asgi_client import worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.server.app import create_app
 from tfaas.server_core import ServerCore
 
 SIGNATURE = SignatureInfo(
@@ -32,6 +35,9 @@ class TimesVersion:
 
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * np.float32(self.version)}
+
+    def submit(self, signature_name, inputs, on_done=None):
+        return None
 
 
 class TimesVersionLoader:
@@ -57,7 +63,7 @@ def client(tmp_path: Path):
         version_labels={"stable": 1},
     )
     settings = Settings(
-        enable_batching=False,  # NOTE: the fake servables here implement run() only
+        enable_batching=False,  # NOTE: the fake servables here do not batch
         models=(model,),
         version_settle_seconds=0,
         file_system_poll_wait_seconds=-1,
@@ -65,7 +71,8 @@ def client(tmp_path: Path):
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
     assert core.wait_until(lambda: core.available_versions("m") == [2, 1], 5)
-    yield create_app(core).test_client()
+    with worker_client(core) as client:
+        yield client
     core.stop()
 
 
@@ -121,8 +128,26 @@ def test_a_model_with_no_version_is_a_404_in_tf_servings_words(tmp_path: Path, m
     core = ServerCore(settings, loader_factory=TimesVersionLoader)
     core.start()
     try:
-        response = create_app(core).test_client().open(path, method=method, json=body)
+        with worker_client(core) as client:
+            response = client.open(path, method=method, json=body)
     finally:
         core.stop()
     assert response.status_code == 404
     assert response.json == {"error": "Servable not found for request: Latest(empty)"}
+
+
+def test_a_large_body_in_pieces_is_answered_as_a_small_one(client):
+    """A body past LOOP_BODY_BYTES does all its work on the service's pool; one in several messages is read
+    into one buffer. Neither changes the answer."""
+    rows = [[float(i)] for i in range(10_000)]
+    body = json.dumps({"instances": rows})
+    assert len(body) > LOOP_BODY_BYTES
+    response = client.post("/v1/models/m/versions/2:predict", data=body, pieces=3)
+    assert response.status_code == 200 and response.json == {"predictions": [[2.0 * row[0]] for row in rows]}
+
+
+def test_head_has_the_get_answers_length_and_no_body(client):
+    for path in ("/v1/models/m", "/v1/models/m/versions/7"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code and head.data == b"", path
+        assert head.content_length == len(get.data) > 0 and head.mimetype == "application/json", path

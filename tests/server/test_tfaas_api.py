@@ -1,5 +1,5 @@
-"""TFaaS's API in-process: the URL prefix, who may write (model management, read-only mode, the admin
-token) and where form parts are stored (no model is loaded)."""
+"""TFaaS's API in-process, through the worker's ASGI app: the URL prefix, who may write (model management,
+read-only mode, the admin token) and where form parts are stored (no model is loaded)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,12 @@ import dataclasses
 import io
 import json
 import logging
-from pathlib import Path
 
 import pytest
 
+from tests.server.conftest import MANAGED
 from tfaas.config import Settings
-from tfaas.server.app import create_app
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
-from tfaas.server_core import ServerCore
-
-MANAGED = Settings(enable_model_management=True, model_repository="/srv/repo")
-
-
-def client_for(tmp_path: Path, **settings):
-    base = dataclasses.replace(MANAGED, model_repository=str(tmp_path / "repo"), file_system_poll_wait_seconds=-1)
-    return create_app(ServerCore(dataclasses.replace(base, **settings))).test_client()
 
 
 def form_upload(client, path="/upload", params=None, labels=None, model_file="model.pb", **headers):
@@ -37,8 +28,8 @@ def form_upload(client, path="/upload", params=None, labels=None, model_file="mo
     return client.post(path, data=data, headers=headers)
 
 
-def test_api_is_also_served_under_the_prefix(tmp_path):
-    client = client_for(tmp_path, tfaas_api_prefix="/tfaas")
+def test_api_is_also_served_under_the_prefix(client_for, tmp_path):
+    client = client_for(tfaas_api_prefix="/tfaas")
     assert client.get("/tfaas/models").status_code == 200
     assert client.get("/models").status_code == 200
     assert form_upload(client, "/tfaas/upload").json == {"name": "m", "version": 1}
@@ -53,9 +44,9 @@ def test_api_is_also_served_under_the_prefix(tmp_path):
     ],
     ids=["management off (the default)", "read-only wins"],
 )
-def test_writes_refused_with_403_write_nothing(tmp_path, settings, refusal):
+def test_writes_refused_with_403_write_nothing(client_for, tmp_path, settings, refusal):
     (tmp_path / "repo" / "kept" / "1").mkdir(parents=True)
-    client = client_for(tmp_path, **settings)
+    client = client_for(**settings)
     answers = [form_upload(client), client.delete("/delete/kept"), client.post("/params", json={"name": "kept"})]
     for answer in answers:
         assert answer.status_code == 403 and answer.content_type == "application/json"
@@ -85,21 +76,21 @@ def test_start_warns_when_anyone_may_write(caplog, settings, warned):
 
 
 @pytest.mark.parametrize("header,status", [(None, 401), ("Bearer wrong", 401), ("Bearer s3cret", 200)])
-def test_admin_token_protects_writes(tmp_path, header, status):
-    client = client_for(tmp_path, admin_token="s3cret")
+def test_admin_token_protects_writes(client_for, header, status):
+    client = client_for(admin_token="s3cret")
     response = form_upload(client, **({"Authorization": header} if header else {}))
     assert response.status_code == status, response.json
     assert "error" in response.json or response.json["version"] == 1
 
 
-def test_writes_without_a_repository_are_refused(tmp_path):
-    client = client_for(tmp_path, model_repository="")
+def test_writes_without_a_repository_are_refused(client_for):
+    client = client_for(model_repository="")
     response = form_upload(client)
     assert response.status_code == 403 and "model_repository" in response.json["error"]
 
 
-def test_labels_part_goes_where_params_json_says_whatever_its_file_name(tmp_path):
-    client = client_for(tmp_path)
+def test_labels_part_goes_where_params_json_says_whatever_its_file_name(client_for, tmp_path):
+    client = client_for()
     params = {"name": "m", "model": "model.pb", "labels": "labels.txt"}
     assert form_upload(client, params=params, labels=("params.json", b"a\nb\n")).status_code == 200
     version = tmp_path / "repo" / "m" / "1"
@@ -112,16 +103,16 @@ def test_labels_part_goes_where_params_json_says_whatever_its_file_name(tmp_path
     [(("params.json", b"a"), "model.pb"), (("model.pb", b"a"), "model.pb"), (None, "params.json")],
     ids=["labels named params.json", "labels named as the model", "model named params.json"],
 )
-def test_parts_that_would_overwrite_each_other_are_refused(tmp_path, labels, model_file):
-    client = client_for(tmp_path)
+def test_parts_that_would_overwrite_each_other_are_refused(client_for, tmp_path, labels, model_file):
+    client = client_for()
     answer = form_upload(client, params={"name": "m"}, labels=labels, model_file=model_file)
     assert answer.status_code == 400 and "which another part of the upload already is" in answer.json["error"]
     assert not (tmp_path / "repo" / "m").exists()
 
 
 @pytest.mark.parametrize("length,status", [(128, 200), (129, 400), (300, 400)])
-def test_every_name_accepted_can_be_deleted(tmp_path, length, status):
-    client = client_for(tmp_path)
+def test_every_name_accepted_can_be_deleted(client_for, tmp_path, length, status):
+    client = client_for()
     name = "n" * length
     upload = client.post(
         "/upload",

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import orjson
 
+from tfaas.codecs.json_tensor import b64decode, floats_json, is_b64, json_text, json_type
 from tfaas.errors import InvalidArgument
-from tfaas.servables.json_tensor import b64decode, floats_json, is_b64, json_text, json_type
 from tfaas.tf_serving import INT64_MAX, INT64_MIN, UINT64_MAX
 
 _BYTES, _FLOAT, _INT64 = "bytes", "float", "int64"  # NOTE: Feature kinds, as TF Serving's messages name them.

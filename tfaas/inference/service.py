@@ -115,6 +115,8 @@ class InferenceService:
         if signature is None:
             raise SignatureNotFound(request.signature_name)
         _check_output_filter(request.output_filter, signature)
+        if request.on_version is not None:
+            request.on_version(servable.params, servable.labels)
         if callable(request.inputs):
             with request_timing.timed("parse"):
                 return signature, request.inputs(signature)

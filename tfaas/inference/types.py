@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tfaas.core.states import ServableState
+from tfaas.servables.model_params import ModelParams
 from tfaas.servables.servable import SignatureInfo
 from tfaas.server_core import ModelSpec
 from tfaas.tf_serving import DEFAULT_SIGNATURE
@@ -22,6 +23,10 @@ InputDecoder = Callable[[SignatureInfo], Mapping[str, np.ndarray]]
 dtypes); a codec whose wire format carries its own dtypes (``TensorProto``) passes arrays instead."""
 
 Inputs = Mapping[str, np.ndarray] | InputDecoder
+
+VersionFilesHook = Callable[[ModelParams | None, Sequence[str]], None]
+"""Told the TFaaS files of the version a request runs on: its ``params.json`` (None without one) and the
+labels of the labels file it names, both read at load time."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,15 @@ class ServedSpec:
 @dataclass
 class PredictRequest:
     """Run ``signature_name`` on ``inputs`` (by alias); ``output_filter``, when not empty, names the only
-    outputs wanted (TF Serving's ``PredictRequest.output_filter``)."""
+    outputs wanted (TF Serving's ``PredictRequest.output_filter``). ``on_version``, when set, is told the
+    serving version's TFaaS files before the inputs are decoded (TFaaS's image calls decode with its
+    channel count, and name the classes of their answer with its labels)."""
 
     spec: ModelSpec
     inputs: Inputs
     signature_name: str = DEFAULT_SIGNATURE
     output_filter: Sequence[str] = ()
+    on_version: VersionFilesHook | None = None
 
 
 @dataclass

@@ -1,1 +1,2 @@
-"""Protobuf messages of TFaaS's API (``tfaas.proto``) and their generated Python module."""
+"""Protobuf messages of TFaaS's API (``tfaas.proto``) and PAI-EAS's TensorFlow processor (``tf_predict.proto``), and
+their generated Python modules."""

@@ -28,11 +28,10 @@ from tfaas.servables.saved_model import (
     _SignatureRunner,
 )
 from tfaas.servables.servable import SignatureInfo
+from tfaas.tf_serving import DEFAULT_SIGNATURE, PREDICT_METHOD_NAME
 
-SIGNATURE_NAME = "serving_default"
 INPUT_ALIAS = "inputs"
 OUTPUT_ALIAS = "outputs"
-PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 class FrozenGraphLoader:
@@ -114,9 +113,9 @@ class FrozenGraphServable:
         self._session: Any = tf.compat.v1.Session(graph=graph)
         self._input = input_tensor
         self._output = output_tensor
-        info = self._signatures[SIGNATURE_NAME]
+        info = self._signatures[DEFAULT_SIGNATURE]
         self._runners = {
-            SIGNATURE_NAME: _SignatureRunner.create(info, self._run_session, lambda array: array, check_shapes=True)
+            DEFAULT_SIGNATURE: _SignatureRunner.create(info, self._run_session, lambda array: array, check_shapes=True)
         }
         self._client_errors: tuple[type[BaseException], ...] = (tf.errors.InvalidArgumentError, TypeError, ValueError)
 
@@ -229,8 +228,8 @@ def _meta_graph(input_tensor: Any, output_tensor: Any) -> Any:
     from tensorflow.core.protobuf import meta_graph_pb2
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
-    signature = meta_graph.signature_def[SIGNATURE_NAME]
-    signature.method_name = PREDICT_METHOD
+    signature = meta_graph.signature_def[DEFAULT_SIGNATURE]
+    signature.method_name = PREDICT_METHOD_NAME
     for infos, alias, tensor in (
         (signature.inputs, INPUT_ALIAS, input_tensor),
         (signature.outputs, OUTPUT_ALIAS, output_tensor),

@@ -25,11 +25,13 @@ import numpy as np
 
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import Internal, InvalidArgument, NotFound, Unavailable
+from tfaas.servables.eas_warmup import run_eas_warmup
 from tfaas.servables.first_call import warm_first_calls
 from tfaas.servables.model_params import ModelParams, read_labels, read_params
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.servables.warmup import WarmupOptions, run_warmup
 from tfaas.servables.warmup import current_options as warmup_options
+from tfaas.tf_serving import without_op_suffix
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -37,7 +39,6 @@ DEFAULT_TAGS: tuple[str, ...] = ("serve",)
 
 _REF_OFFSET = 100  # NOTE: TF numbers every DT_X_REF as DT_X + 100 (types.proto).
 _LEGACY_PLACEHOLDER_VERSION = 21  # NOTE: up to this GraphDef version, an empty Placeholder shape is "unknown".
-_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
 _STACK_LINE = re.compile(
     r"Graph execution error:|Detected at node .* defined at \(most recent call last\):"
     r"|<stack traces unavailable>|\s+File .*|\s*$"
@@ -66,7 +67,8 @@ class SavedModelLoader:
         Raises ``NotFound`` when there is no SavedModel file or no meta graph with the tags,
         ``InvalidArgument`` when the directory's TFaaS ``params.json`` is malformed, and ``Internal`` when
         the file is unreadable or TensorFlow fails to restore the model. Then replays the version's
-        warmup requests, if it has any; their failure fails the load (see ``tfaas.servables.warmup``).
+        warmup requests, if it has any, and its EAS warm-up request; their failure fails the load (see
+        ``tfaas.servables.warmup`` and ``tfaas.servables.eas_warmup``).
         """
         params = read_params(self._path)
         labels = read_labels(self._path, params)
@@ -94,7 +96,8 @@ class SavedModelLoader:
         try:
             # NOTE: inside the load, so the version becomes AVAILABLE only once it is warm.
             options = self._warmup or warmup_options()
-            if not run_warmup(self._servable, self._id.name, self._path, options) and options.first_call:
+            warmed = run_warmup(self._servable, self._id.name, self._path, options)
+            if not warmed + run_eas_warmup(self._servable, self._path, options) and options.first_call:
                 warm_first_calls(self._servable, functions, self._id.name, self._id.version)
         except BaseException:
             self.unload()
@@ -352,7 +355,7 @@ def _client_message(error: BaseException) -> str:
     # (or "<stack traces unavailable>"); the kernel's own message follows.
     while lines and _STACK_LINE.match(lines[0]):
         lines.pop(0)
-    return _OP_SUFFIX.sub("", "\n".join(lines)).strip() or message
+    return without_op_suffix("\n".join(lines)) or message
 
 
 def read_signatures(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> dict[str, SignatureInfo]:

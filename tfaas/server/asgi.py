@@ -1,146 +1,100 @@
-"""The ASGI front of a worker: TF Serving's predict calls served natively, every other request passed
-to the Flask app.
+"""The ASGI front of a worker, its HTTP transport: TF Serving's ``/v1`` API served natively by its REST
+front (:mod:`tfaas.fronts.tf_serving_rest`), every other request passed to the Flask app.
 
 Why: under ``wrk -c32`` on dense42, gunicorn's ``gthread`` worker and Flask cost about half of the
-GIL-holding time of a batch-1 predict (py-spy). Served by uvicorn (C HTTP parser, uvloop), with the
-predict path skipping Flask's contexts and hooks, the same worker answered about twice the requests
-(perf/RESULTS.md). The Flask app stays complete (predict included) and serves everything else: its
-routes are WSGI, run on a thread pool by ``a2wsgi``.
+GIL-holding time of a batch-1 predict (py-spy). Served by uvicorn (C HTTP parser, uvloop), with ``/v1``
+skipping Flask's contexts and hooks, the same worker answered about twice the requests
+(perf/RESULTS.md). The Flask app serves health, metrics, the OpenAPI document and TFaaS's API: its routes
+are WSGI, run on a thread pool by ``a2wsgi``.
 
-The predict lane reads the body on the event loop. A small body (up to ``LOOP_BODY_BYTES``) is then
-parsed, decoded and, once the model has run, encoded on the loop too: the model call goes to the
-batcher's queue with a callback, and the batch thread that runs it wakes the loop, so a batched request
-costs two thread hand-offs (loop → batch thread → loop) and holds no thread while it waits. A servable
-that does not batch (or a request it cannot batch) runs on a pool thread. A large body does all its
-work on a pool thread. Answers and errors are exactly those of the Flask route: the same steps
-(``rest_api.parse_predict`` … ``encode_predict``) and the same ``{"error": ...}`` mapping.
+Here a ``/v1`` request's body is read on the event loop (bounded by ``max_request_body_bytes``), the
+REST front answers it, and an error it raises is written as ``{"error": ...}`` (:func:`error_answer`, the
+Flask app's mapping too). Every response carries its Content-Length, and an access line is written in
+gunicorn's format when ``gunicorn.access`` has a handler.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
-import numpy as np
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from tfaas import request_timing
-from tfaas.batching.batching_servable import queue_seconds
 from tfaas.errors import PayloadTooLarge, TfaasError
+from tfaas.fronts import tf_serving_rest
+from tfaas.fronts.tf_serving_rest import TfServingRest
+from tfaas.inference.service import InferenceService
 from tfaas.logs import ACCESS_LOG_FORMAT
-from tfaas.server import metrics, rest_api
-from tfaas.server.errors import error_body, server_fault_message
-from tfaas.server_core import ServerCore
+from tfaas.server.errors import error_answer
 
-log = logging.getLogger("tfaas.server")
 _access_log = logging.getLogger("gunicorn.access")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+Headers = list[tuple[bytes, bytes]]
 
 
-class ClientDisconnected(Exception):
-    """The client went away before it had sent the whole body."""
+class ClientDisconnected(TfaasError):
+    """The client went away before it had sent the whole body: counted as TF Serving's CANCELLED (and 499,
+    as nginx logs it), never answered."""
+
+    code = "CANCELLED"
+    http_status = 499
 
 
 class AsgiFront:
-    """The ASGI app of one worker over ``core``, with ``wsgi_app`` (the Flask app) for everything but predict.
+    """The ASGI app of one worker over ``service``, with ``wsgi_app`` (the Flask app) for everything but
+    ``/v1``; ``threads`` sizes the Flask app's thread pool."""
 
-    ``threads`` sizes each of the two thread pools (predict, and the Flask app's requests).
-    """
-
-    def __init__(self, core: ServerCore, wsgi_app: Flask, threads: int) -> None:
-        self._core = core
-        self._max_body = core.settings.max_request_body_bytes
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
+    def __init__(self, service: InferenceService, wsgi_app: Flask, threads: int) -> None:
+        self._rest = TfServingRest(service)
+        self._max_body = service.core.settings.max_request_body_bytes
         self._wsgi = WSGIMiddleware(_input_terminated(wsgi_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # NOTE: no lifespan or websockets (the worker turns both off)
             return
-        started = time.perf_counter()
-        match = rest_api.predict_match(scope["path"]) if scope["method"] == "POST" else None
         if _access_log.handlers:
-            send = _AccessLine(scope, send, started)
-        if match is None:
-            await self._wsgi(scope, receive, send)
+            send = _AccessLine(scope, send, time.perf_counter())
+        if tf_serving_rest.serves(scope["path"]):
+            await self._serve_rest(scope, receive, send)
         else:
-            await self._predict(match, scope, receive, send)
+            await self._wsgi(scope, receive, send)
 
-    async def _predict(self, match: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        labels = metrics.RequestLabels(api="predict", model=match.group("name"))
+    async def _serve_rest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a ``/v1`` request with its REST front's answer, or with the error it raised."""
+        method = scope["method"]
         try:
-            data = await _read_body(scope, receive, self._max_body)
+            answer = await self._rest(method, scope["path"], lambda: _read_body(scope, receive, self._max_body))
         except ClientDisconnected:
             return
-        except TfaasError as exc:
-            status, parts = exc.http_status, [error_body(exc.message)]
-            metrics.record(self._core, self._core.metrics, labels, status)
-        else:
-            if len(data) <= LOOP_BODY_BYTES:
-                status, parts = await self._answer_on_loop(match, data, labels)
-            else:
-                loop = asyncio.get_running_loop()
-                status, parts = await loop.run_in_executor(self._pool, self._answer, match, data, labels)
-        # NOTE: with no content-length uvicorn would send the body chunked, which clients that frame
-        # responses by Content-Length (as TF Serving sends them) cannot read.
-        headers = [*_JSON_HEADERS, (b"content-length", str(sum(map(len, parts))).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        for part in parts[:-1]:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
-        await send({"type": "http.response.body", "body": parts[-1]})
-
-    def _answer(self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels) -> tuple[int, list[bytes]]:
-        """Status and body of a predict call, all on a pool thread, recorded in the metrics."""
-        request_timing.begin()
-        with _answered(self._core, labels) as answer:
-            answer.body = rest_api.predict_body(self._core, rest_api.model_spec(match), data, labels)
-        return answer.status, answer.body
-
-    async def _answer_on_loop(
-        self, match: Any, data: bytes | bytearray, labels: metrics.RequestLabels
-    ) -> tuple[int, list[bytes]]:
-        """Status and body of a small predict call: parse and encode on the loop, the model call awaited."""
-        request_timing.begin()
-        with _answered(self._core, labels) as answer:
-            call = rest_api.parse_predict(data)
-            with self._core.get_handle(rest_api.model_spec(match)) as handle:
-                request = rest_api.decode_predict(call, handle, labels)
-                outputs = await self._run(handle.servable, call.signature_name, request.inputs)
-            answer.body = rest_api.encode_predict(outputs, request.columnar)
-        return answer.status, answer.body
-
-    async def _run(self, servable: Any, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The model call: through the batcher's queue when the servable batches this request (its batch
-        thread wakes the loop), else on a pool thread."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        submit = getattr(servable, "submit", None)
-        task = None
-        if submit is not None:
-            done = loop.create_future()
-            task = submit(signature_name, inputs, lambda _: loop.call_soon_threadsafe(_settle, done))
-        try:
-            if task is None:
-                return await loop.run_in_executor(self._pool, servable.run, signature_name, inputs)
-            await done
-            request_timing.add("queue", queue_seconds(task))
-            return task.wait()
-        finally:
-            request_timing.add("run", time.perf_counter() - started)
+        except Exception as exc:
+            status, body, headers = error_answer(exc)
+            encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+            await _respond(send, method, status, [body], [_JSON, *encoded])
+            return
+        headers = [(b"allow", ", ".join(answer.allowed).encode())] if answer.allowed else [_JSON]
+        await _respond(send, method, 200, answer.parts, headers)
 
 
-LOOP_BODY_BYTES = 64 * 1024
-"""Predict bodies up to this size are parsed and answered on the event loop (a one-row dense42 body
-takes ~20 µs); larger ones on a pool thread, so a big batch never stalls the worker's other connections."""
+_JSON = (b"content-type", b"application/json")
+
+
+async def _respond(send: Send, method: str, status: int, parts: list[bytes], headers: Headers) -> None:
+    """Send a response whose body is ``parts`` (none for ``HEAD``, its Content-Length all the same)."""
+    # NOTE: with no content-length uvicorn would send the body chunked, which clients that frame
+    # responses by Content-Length (as TF Serving sends them) cannot read.
+    length = (b"content-length", str(sum(map(len, parts))).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
+    if method == "HEAD":
+        parts = []
+    for part in parts[:-1]:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": parts[-1] if parts else b""})
 
 
 def _input_terminated(app: Flask) -> Callable[[dict[str, Any], Any], Any]:
@@ -156,31 +110,6 @@ def _input_terminated(app: Flask) -> Callable[[dict[str, Any], Any], Any]:
         return app(environ, start_response)
 
     return app_with_terminated_input
-
-
-def _settle(done: asyncio.Future[None]) -> None:
-    if not done.done():  # NOTE: cancelled when the worker stopped waiting (graceful timeout)
-        done.set_result(None)
-
-
-class _Answer:
-    status: int = 200
-    body: list[bytes]  # NOTE: in pieces, as ``rest_api.encode_predict`` writes it
-
-
-@contextmanager
-def _answered(core: ServerCore, labels: metrics.RequestLabels) -> Iterator[_Answer]:
-    """The answer of the ``with`` body: its ``body`` as set, or the error it raised as the Flask app maps
-    it; recorded in the metrics either way."""
-    answer = _Answer()
-    try:
-        yield answer
-    except TfaasError as exc:
-        answer.status, answer.body = exc.http_status, [error_body(exc.message)]
-    except Exception as exc:  # NOTE: only a bug gets here, as in the Flask app's error handlers
-        log.exception("Unhandled error while serving a request")
-        answer.status, answer.body = 500, [error_body(server_fault_message(exc))]
-    metrics.record(core, core.metrics, labels, answer.status)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytearray:

@@ -121,7 +121,7 @@ class TfaasApplication(BaseApplication):
             from tfaas.server.grpc_listener import GrpcListener  # NOTE: grpc only in workers, never in the master
 
             self.rotation.add_listener(GrpcListener(s, self.service, self.grpc_unix_listener))
-        return AsgiFront(self.core, create_app(self.core), self.settings.threads)
+        return AsgiFront(self.service, create_app(self.service), self.settings.threads)
 
     def _rotation_changed(self, listening: bool) -> None:
         """The worker's listener opened or closed: the coordinator must know (what serves counts on it)."""

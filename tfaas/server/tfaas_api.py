@@ -27,13 +27,14 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from google.protobuf.message import DecodeError
 
+from tfaas.codecs.tfaas import VersionFiles, first_row, image_request, row_request, top_labels
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from tfaas.inference.service import InferenceService
 from tfaas.model_names import check_model_name
 from tfaas.model_repository import ModelRepository
 from tfaas.protos import tfaas_pb2
 from tfaas.servables.model_params import PARAMS_JSON, parse_params, stored_file_name
-from tfaas.servables.tfaas_inference import classify_image, predict_row, top_labels
 from tfaas.server_core import ModelSpec, ServerCore
 
 log = logging.getLogger("tfaas.server")
@@ -50,6 +51,10 @@ def register(app: Flask, prefix: str) -> None:
 
 def _core() -> ServerCore:
     return current_app.extensions["tfaas.core"]
+
+
+def _service() -> InferenceService:
+    return current_app.extensions["tfaas.service"]
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -229,20 +234,23 @@ def _default_params(name: str) -> dict[str, Any]:
 
 def predict_json() -> Response:
     """``POST /json``: ``{"keys": [...], "values": [...], "model": "..."}`` → the first output row."""
-    try:
-        body = orjson.loads(request.get_data())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("unable to unmarshal Row: expected a JSON object")
-    values = body.get("values")
-    if not isinstance(values, list) or not all(_is_number(v) for v in values):
-        raise InvalidArgument("'values' must be a list of numbers")
-    model = body.get("model") or ""
-    if not isinstance(model, str):
-        raise InvalidArgument("'model' must be a string")
-    with _core().get_handle(ModelSpec(_model_or_default(model))) as handle:
-        return _json(predict_row(handle.servable, values))
+    data = request.get_data()  # NOTE: read first: Werkzeug's 413 is no inference request to count
+    with _service().recorded("predict") as record:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidArgument("unable to unmarshal Row: expected a JSON object")
+        values = body.get("values")
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise InvalidArgument("'values' must be a list of numbers")
+        model = body.get("model") or ""
+        if not isinstance(model, str):
+            raise InvalidArgument("'model' must be a string")
+        record.model = _model_or_default(model)
+        result = _service().predict(row_request(ModelSpec(record.model), values))
+        return _json(first_row(result))
 
 
 def _is_number(value: Any) -> bool:
@@ -251,21 +259,23 @@ def _is_number(value: Any) -> bool:
 
 def predict_proto() -> Response:
     """``POST /proto``: a ``tfaaspb.Row`` → ``tfaaspb.Predictions`` (with labels, unlike TFaaS)."""
-    row = tfaas_pb2.Row()
-    try:
-        row.ParseFromString(request.get_data())
-    except DecodeError as exc:
-        raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
-    with _core().get_handle(ModelSpec(_model_or_default(row.model))) as handle:
-        probabilities = predict_row(handle.servable, list(row.value))
-        labels = handle.servable.labels
-    answer = tfaas_pb2.Predictions(
-        prediction=[
-            tfaas_pb2.Class(label=labels[i] if i < len(labels) else "", probability=p)
-            for i, p in enumerate(probabilities.tolist())
-        ]
-    )
-    return Response(answer.SerializeToString(), mimetype="application/octet-stream")
+    data = request.get_data()  # NOTE: read first, as for /json
+    with _service().recorded("predict") as record:
+        row = tfaas_pb2.Row()
+        try:
+            row.ParseFromString(data)
+        except DecodeError as exc:
+            raise InvalidArgument(f"unable to unmarshal Row: {exc}") from None
+        record.model, version = _model_or_default(row.model), VersionFiles()
+        probabilities = first_row(_service().predict(row_request(ModelSpec(record.model), list(row.value), version)))
+        labels = version.labels
+        answer = tfaas_pb2.Predictions(
+            prediction=[
+                tfaas_pb2.Class(label=labels[i] if i < len(labels) else "", probability=p)
+                for i, p in enumerate(probabilities.tolist())
+            ]
+        )
+        return Response(answer.SerializeToString(), mimetype="application/octet-stream")
 
 
 def _model_or_default(model: str) -> str:
@@ -280,19 +290,18 @@ def _model_or_default(model: str) -> str:
 
 def predict_image() -> Response:
     """``POST /image``: multipart ``image`` + ``model`` → top-5 labels, or the scores without labels."""
-    model = request.form.get("model", "")
-    if not model:
-        raise InvalidArgument("unable to read model: the form has no 'model' field")
-    image = _file_part("image")
-    with _core().get_handle(ModelSpec(check_model_name(model))) as handle:
-        servable = handle.servable
-        channels = servable.params.img_channels if servable.params else None
-        probabilities = classify_image(servable, image.read(), channels)
-        labels = servable.labels
-    if not labels:
-        return _json(probabilities)
-    best = top_labels(probabilities, labels)
-    return _json({"filename": image.filename, "labels": [{"label": lb, "probability": p} for lb, p in best]})
+    form = request.form  # NOTE: read first, as for /json
+    with _service().recorded("predict") as record:
+        model = form.get("model", "")
+        if not model:
+            raise InvalidArgument("unable to read model: the form has no 'model' field")
+        image = _file_part("image")
+        record.model, version = check_model_name(model), VersionFiles()
+        probabilities = first_row(_service().predict(image_request(ModelSpec(record.model), image.read(), version)))
+        if not version.labels:
+            return _json(probabilities)
+        best = top_labels(probabilities, version.labels)
+        return _json({"filename": image.filename, "labels": [{"label": lb, "probability": p} for lb, p in best]})
 
 
 def status() -> Response:

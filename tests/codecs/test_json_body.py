@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from tfaas.codecs.tf_serving_json import parse_json_body
 from tfaas.errors import InvalidArgument
-from tfaas.server.rest_api import parse_json_body
 
 
 def parse(data: bytes):

@@ -1,9 +1,12 @@
-"""TFaaS's inference calls on the model side: predict_row, classify_image, top_labels."""
+"""TFaaS's inference calls as the TFaaS API makes them: row and image requests run by the inference service
+(over a core serving one given servable: a real model, or a fake), the first output row, top labels."""
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pytest
@@ -23,11 +26,15 @@ from tests.servables.tfaas_models import (
     write_image_model,
     write_row_model,
 )
+from tfaas.codecs.tfaas import VersionFiles, decode_image, first_row, image_request, row_request, top_labels
+from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.errors import InvalidArgument
+from tfaas.inference.service import InferenceService
 from tfaas.servables.loaders import version_loader
+from tfaas.servables.model_params import ModelParams
 from tfaas.servables.servable import SignatureInfo, TensorInfo
-from tfaas.servables.tfaas_inference import classify_image, decode_image, predict_row, top_labels
+from tfaas.server_core import ModelSpec, ServerCore
 
 ROW = [1.0, 2.0, 3.0, 4.0]
 
@@ -38,6 +45,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_frozen_graph(repo / "frozen" / "1")
     write_row_model(repo / "row" / "1")
     write_image_model(repo / "image" / "1")
+    write_image_model(repo / "grey" / "1", img_channels=1)  # NOTE: its signature takes 3 channels all the same
     return repo
 
 
@@ -60,6 +68,53 @@ def image_model(repo: Path) -> Any:
     return _load(repo, "image")
 
 
+class ServingLoader:
+    """Loads the one servable a test serves."""
+
+    def __init__(self, servable: Any) -> None:
+        self.servable = servable
+
+    def load(self) -> Any:
+        return self.servable
+
+    def unload(self) -> None:
+        pass
+
+
+@contextmanager
+def serving(servable: Any) -> Iterator[InferenceService]:
+    """An inference service over a core serving ``servable`` as version 1 of model ``m``."""
+    with tempfile.TemporaryDirectory() as base:
+        (Path(base) / "1").mkdir()
+        (Path(base) / "1" / "saved_model.pb").write_bytes(b"fake")  # NOTE: a complete version, to the source
+        model = ModelConfig(name="m", base_path=base)
+        settings = Settings(
+            models=(model,), enable_batching=False, version_settle_seconds=0, file_system_poll_wait_seconds=-1
+        )
+        core = ServerCore(settings, loader_factory=lambda id, path: ServingLoader(servable))
+        core.start()
+        service = InferenceService(core, threads=1)
+        try:
+            assert core.wait_until_ready(10)
+            yield service
+        finally:
+            service.close()
+            core.stop()
+
+
+def predict_row(servable: Any, values: Any) -> np.ndarray:
+    """TFaaS's ``/json`` and ``/proto`` call on ``servable``."""
+    with serving(servable) as service:
+        return first_row(service.predict(row_request(ModelSpec("m"), values)))
+
+
+def classify_image(servable: Any, image: bytes) -> tuple[np.ndarray, VersionFiles]:
+    """TFaaS's ``/image`` call on ``servable``, and the version files it was told."""
+    version = VersionFiles()
+    with serving(servable) as service:
+        return first_row(service.predict(image_request(ModelSpec("m"), image, version))), version
+
+
 class FakeServable:
     """A servable with a given ``serving_default`` whose ``run`` answers ``outputs``."""
 
@@ -75,7 +130,7 @@ class FakeServable:
                 {alias: info(alias) for alias in sorted(outputs)},
             )
         }
-        self.params = None
+        self.params: ModelParams | None = None
         self.labels: list[str] = []
         self.outputs = dict(outputs)
         self.fed: dict[str, np.ndarray] = {}
@@ -86,6 +141,9 @@ class FakeServable:
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.fed = dict(inputs)
         return self.outputs
+
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
+        return None
 
 
 # --- predict_row -----------------------------------------------------------------------------------
@@ -167,15 +225,17 @@ def test_image_model_params_and_labels(image_model: Any) -> None:
     ids=["png", "png-5x9", "png-rgba", "jpeg", "gif", "bmp"],
 )
 def test_classify_image(image_model: Any, image: bytes, label: str) -> None:
-    probabilities = classify_image(image_model, image, image_model.params.img_channels)
+    probabilities, version = classify_image(image_model, image)
+    assert version.params is image_model.params and version.labels is image_model.labels
     assert probabilities.dtype == np.float32 and probabilities.shape == (3,)
-    assert top_labels(probabilities, image_model.labels)[0][0] == label
+    assert top_labels(probabilities, version.labels)[0][0] == label
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_classify_image_feeds_raw_pixels() -> None:
     servable = FakeServable(["images"], {"scores": np.array([[0.25, 0.75]])})
-    assert classify_image(servable, png_bytes((10, 20, 30), size=(2, 3)), 0).tolist() == [0.25, 0.75]
+    probabilities, version = classify_image(servable, png_bytes((10, 20, 30), size=(2, 3)))
+    assert probabilities.tolist() == [0.25, 0.75] and (version.params, version.labels) == (None, [])
     fed = servable.fed["images"]
     assert fed.dtype == np.float32 and fed.shape == (1, 2, 3, 3)
     assert fed[0, 1, 2].tolist() == [10.0, 20.0, 30.0]
@@ -201,18 +261,20 @@ def test_decode_image_channels(image: bytes, channels: int | None, pixel: list[f
 @pytest.mark.parametrize("image", [NOT_AN_IMAGE, b"", png_bytes()[:20]], ids=["text", "empty", "truncated"])
 def test_not_an_image(image_model: Any, image: bytes) -> None:
     with pytest.raises(InvalidArgument, match=r"^Invalid image: ") as raised:
-        classify_image(image_model, image, 3)
+        classify_image(image_model, image)
     assert "{{" not in raised.value.message and "[Op:" not in raised.value.message
 
 
-def test_bad_channel_count(image_model: Any) -> None:
+def test_bad_channel_count() -> None:
+    servable = FakeServable(["images"], {"scores": np.array([[1.0]])})
+    servable.params = ModelParams(img_channels=2)
     with pytest.raises(InvalidArgument, match="Image channels must be 1, 3 or 4, not 2"):
-        classify_image(image_model, png_bytes(), 2)
+        classify_image(servable, png_bytes())
 
 
-def test_image_the_model_does_not_take(image_model: Any) -> None:
+def test_image_the_model_does_not_take(repo: Path) -> None:
     with pytest.raises(InvalidArgument, match=r"has shape \[1,8,8,1\] but the signature expects \[1,-1,-1,3\]"):
-        classify_image(image_model, png_bytes(), 1)
+        classify_image(_load(repo, "grey"), png_bytes())
 
 
 # --- top_labels ------------------------------------------------------------------------------------

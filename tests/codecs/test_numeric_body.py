@@ -11,13 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
+from tfaas.codecs.json_tensor import decode_predict_request
+from tfaas.codecs.numeric_body import NUMERIC_BODY_BYTES, decode_numeric_body, parse_numeric_body
 from tfaas.errors import InvalidArgument
-from tfaas.servables.json_tensor import (
-    NUMERIC_BODY_BYTES,
-    decode_numeric_body,
-    decode_predict_request,
-    parse_numeric_body,
-)
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import orjson
 import pytest
 
+from tfaas.codecs import large_body
+from tfaas.codecs.json_tensor import decode_predict_request
+from tfaas.codecs.large_body import decode_large_body, parse_large_body
 from tfaas.errors import InvalidArgument
-from tfaas.servables import large_body
-from tfaas.servables.json_tensor import decode_predict_request
-from tfaas.servables.large_body import decode_large_body, parse_large_body
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 

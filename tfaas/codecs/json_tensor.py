@@ -3,8 +3,8 @@
 Follows TF Serving's ``util/json_tensor.cc`` (TFSERVING.md 4.5, 4.6), messages included. Valid
 requests take a fast path (C-level type and size checks over each nesting level, one numpy
 conversion); only a request that fails it is walked element by element, to name the first error the
-way TF Serving does. Bodies of one numeric tensor from 16 KiB are read by simdjson straight into an
-array (bodies from 1 MiB by ``large_body``, in blocks). numpy, orjson and simdjson only: no TensorFlow here.
+way TF Serving does. Large bodies of numbers take faster paths first (``numeric_body``, ``large_body``).
+numpy and orjson only: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 import orjson
-import simdjson
 
 from tfaas.errors import Internal, InvalidArgument, Unimplemented
 from tfaas.servables.servable import SignatureInfo
@@ -34,8 +33,8 @@ _MAX_RANK = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NOTE: numpy'
 
 
 @dataclass(frozen=True)
-class PredictRequest:
-    """The decoded tensors of a predict request, and whether they came in the columnar format.
+class JsonInputs:
+    """The decoded tensors of a predict body, and whether they came in the columnar format.
 
     ``columnar`` picks the response format: ``{"outputs": ...}`` for ``inputs`` requests,
     ``{"predictions": [...]}`` for ``instances`` requests.
@@ -76,7 +75,7 @@ _CODECS: dict[str, _Codec] = {
 }
 
 
-def decode_predict_request(body: Mapping[str, Any], signature: SignatureInfo) -> PredictRequest:
+def decode_predict_request(body: Mapping[str, Any], signature: SignatureInfo) -> JsonInputs:
     """Turn a parsed predict body into one numpy array per input alias of ``signature``.
 
     Raises ``InvalidArgument`` for anything the client got wrong and ``Unimplemented`` for an input
@@ -86,9 +85,9 @@ def decode_predict_request(body: Mapping[str, Any], signature: SignatureInfo) ->
     if "instances" in body:
         if "inputs" in body:
             raise InvalidArgument("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
-        return PredictRequest(_decode_instances(body["instances"], signature), columnar=False)
+        return JsonInputs(_decode_instances(body["instances"], signature), columnar=False)
     if "inputs" in body:
-        return PredictRequest(_decode_inputs(body["inputs"], signature), columnar=True)
+        return JsonInputs(_decode_inputs(body["inputs"], signature), columnar=True)
     raise InvalidArgument("Missing 'inputs' or 'instances' key")
 
 
@@ -124,83 +123,6 @@ def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> l
 
 JOINED_BYTES = 1 << 20
 """Answers up to this size are one piece (one message to send)."""
-
-
-# --- large numeric bodies ------------------------------------------------------------------------
-
-
-NUMERIC_BODY_BYTES = 16 * 1024
-"""Bodies from this size are first tried as one numeric array: building Python floats (orjson) and
-then an array cost ~3 ms for 1024 rows of 42 floats, simdjson's flat buffer ~0.5 ms."""
-
-
-@dataclass(frozen=True)
-class NumericBody:
-    """A predict body that is one numeric tensor of rank 1 or 2 (``instances`` or ``inputs``)."""
-
-    values: np.ndarray  # float64
-    columnar: bool
-    signature_name: str | None  # None: the body names none (the default signature)
-
-
-def parse_numeric_body(data: bytes) -> NumericBody | None:
-    """``data`` as a :class:`NumericBody`, or ``None`` for any other body (the general path then parses
-    it, and reports whatever is wrong with it in TF Serving's words).
-
-    NOTE: simdjson flattens nested arrays of any shape into its buffer, so the shape is checked apart:
-    every row the same length, and no ``[`` in the text beyond one per row and the outer one (the only
-    other string allowed, the signature name, may hold none), so no row nests a list.
-    """
-    try:
-        document = simdjson.Parser().parse(data)
-        keys = list(document.keys()) if isinstance(document, simdjson.Object) else []
-        key = _numeric_key(keys)
-        if key is None:
-            return None
-        signature_name = document["signature_name"] if "signature_name" in keys else None
-        array = document[key]
-        if not isinstance(array, simdjson.Array) or not len(array):
-            return None
-        values = np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64)
-        shape = _uniform_shape(array)
-    except (ValueError, TypeError, KeyError, IndexError, RuntimeError):  # NOTE: not JSON, too deep, not a number
-        return None
-    if "signature_name" in keys and (not isinstance(signature_name, str) or "[" in signature_name):
-        return None
-    if shape is None or values.size != math.prod(shape) or data.count(b"[") != 1 + (shape[0] if len(shape) == 2 else 0):
-        return None
-    return NumericBody(values.reshape(shape), key == "inputs", signature_name)
-
-
-def _numeric_key(keys: list[str]) -> str | None:
-    """``instances`` or ``inputs`` when the keys are one of them (and maybe ``signature_name``), once each."""
-    rest = set(keys) - {"signature_name"}
-    if len(set(keys)) != len(keys) or len(rest) != 1:
-        return None
-    (key,) = rest
-    return key if key in ("instances", "inputs") else None
-
-
-def _uniform_shape(array: Any) -> tuple[int, ...] | None:
-    """``(rows,)`` or ``(rows, columns)`` when every row has ``columns`` entries; ``None`` otherwise."""
-    if not isinstance(array[0], simdjson.Array):
-        return (len(array),)
-    columns = len(array[0])
-    if not columns or any(not isinstance(row, simdjson.Array) or len(row) != columns for row in array):
-        return None
-    return (len(array), columns)
-
-
-def decode_numeric_body(body: NumericBody, signature: SignatureInfo) -> PredictRequest | None:
-    """The inputs of a one-input signature of float dtype from ``body``; ``None`` for any other signature."""
-    if len(signature.inputs) != 1:
-        return None
-    ((alias, info),) = signature.inputs.items()
-    codec = _CODECS.get(info.dtype)
-    if codec is None or codec.kind != "float":
-        return None
-    with np.errstate(over="ignore"):  # NOTE: beyond float32's range: +-inf, as in TF Serving
-        return PredictRequest({alias: body.values.astype(codec.dtype)}, body.columnar)
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -300,6 +222,12 @@ def _decode_inputs(inputs: Any, signature: SignatureInfo) -> dict[str, np.ndarra
         if alias not in inputs:
             raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
     return {alias: to_array(inputs[alias], input_codec(signature, alias)) for alias in aliases}
+
+
+def float_dtype(dtype: str) -> np.dtype | None:
+    """The numpy dtype JSON numbers become for the TF float ``dtype`` (``DT_FLOAT``…); ``None`` for other dtypes."""
+    codec = _CODECS.get(dtype)
+    return codec.dtype if codec is not None and codec.kind == "float" else None
 
 
 def input_codec(signature: SignatureInfo, alias: str) -> _Codec:

@@ -1,12 +1,13 @@
-"""The model side of TFaaS's inference calls: ``/json`` and ``/proto`` rows, ``/image`` uploads, top labels.
+"""TFaaS's inference calls as the inference service's requests, and their answers: ``/json`` and ``/proto``
+rows, ``/image`` uploads, the first output row, top labels.
 
-Every call runs the servable's ``serving_default`` signature, so it serves SavedModels and TFaaS frozen
+Every call runs the model's ``serving_default`` signature, so it serves SavedModels and TFaaS frozen
 graphs (whose one signature that is) alike. NOTE: TFaaS itself feeds SavedModels through graph op names,
 hard-coded ones for rows (``serving_default_inputs_input`` -> ``StatefulPartitionedCall``) and
 ``params.json``'s ``input_name``/``output_name`` for images; for the Keras models it was written for,
 the signature is the same computation, and it works for any other SavedModel too.
 
-TensorFlow is imported inside ``classify_image`` only (to decode images).
+TensorFlow is imported inside ``decode_image`` only.
 """
 
 from __future__ import annotations
@@ -14,35 +15,76 @@ from __future__ import annotations
 import numbers
 import re
 import reprlib
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from tfaas.errors import InvalidArgument
-from tfaas.servables.servable import Servable, SignatureInfo
+from tfaas.inference.types import PredictRequest, PredictResult
+from tfaas.servables.model_params import ModelParams
+from tfaas.servables.servable import SignatureInfo
+from tfaas.server_core import ModelSpec
+from tfaas.tf_serving import DEFAULT_SIGNATURE, without_op_suffix
 
-SIGNATURE_NAME = "serving_default"
 DEFAULT_IMAGE_CHANNELS = 3
 IMAGE_CHANNELS = (1, 3, 4)
 
 _GIF_MAGIC = (b"GIF87a", b"GIF89a")
 _FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
-_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
 
 
-def predict_row(servable: Servable, values: Sequence[float]) -> np.ndarray:
-    """TFaaS's ``/json`` and ``/proto``: feed ``[values]`` (float32, shape ``[1, N]``), return output row 0.
+@dataclass
+class VersionFiles:
+    """The TFaaS files of the version a call ran on, as the service tells them (``PredictRequest.on_version``)."""
 
-    The row goes to the single input of ``serving_default``; the answer is the first row of its output
-    (the first by alias when it has several), as a 1-D float32 array. Raises ``InvalidArgument`` when the
-    model has no ``serving_default`` or one with several inputs, when a value is not a number, and when
-    the row does not fit the input (the servable's own check).
+    params: ModelParams | None = None
+    labels: Sequence[str] = field(default_factory=list)
+
+    def __call__(self, params: ModelParams | None, labels: Sequence[str]) -> None:
+        self.params, self.labels = params, labels
+
+
+def row_request(
+    spec: ModelSpec, values: Sequence[float] | np.ndarray, version: VersionFiles | None = None
+) -> PredictRequest:
+    """TFaaS's ``/json`` and ``/proto``: ``[values]`` (float32, shape ``[1, N]``) for the single input of
+    ``serving_default``; ``version``, if given, is told the files of the version that runs it.
+
+    Raises ``InvalidArgument`` when the model has no ``serving_default`` or one with several inputs, when
+    a value is not a number, and when the row does not fit the input (the servable's own check).
     """
-    signature = _serving_default(servable)
-    alias = _single_input(signature)
-    row = _row(values)
-    outputs = servable.run(SIGNATURE_NAME, {alias: row})
-    return _first_row(outputs, signature)
+
+    def decode(signature: SignatureInfo) -> dict[str, np.ndarray]:
+        return {_single_input(signature): _row(values)}
+
+    return PredictRequest(spec, decode, DEFAULT_SIGNATURE, on_version=version)
+
+
+def image_request(spec: ModelSpec, image_bytes: bytes, version: VersionFiles) -> PredictRequest:
+    """TFaaS's ``/image``: the image's pixels as float32 ``[1, H, W, C]`` for the single input of
+    ``serving_default``, decoded with the channel count of the version that runs it (``params.json``'s
+    ``img_channels``), which ``version`` is told, labels included. See :func:`decode_image`."""
+
+    def decode(signature: SignatureInfo) -> dict[str, np.ndarray]:
+        alias = _single_input(signature)
+        channels = version.params.img_channels if version.params else None
+        return {alias: decode_image(image_bytes, channels)[np.newaxis]}
+
+    return PredictRequest(spec, decode, DEFAULT_SIGNATURE, on_version=version)
+
+
+def first_row(result: PredictResult) -> np.ndarray:
+    """The answer of a TFaaS call: row 0 of the only (else the first by alias) output, as 1-D float32."""
+    aliases = sorted(result.outputs)
+    if not aliases:
+        raise InvalidArgument(f'The model\'s "{DEFAULT_SIGNATURE}" signature has no output')
+    alias = aliases[0]
+    value = np.asarray(result.outputs[alias])
+    if value.dtype.kind not in "biuf":
+        raise InvalidArgument(f'Output "{alias}" has dtype {value.dtype}, not a number TFaaS can return')
+    row = value[0] if value.ndim >= 2 else value
+    return np.asarray(row, dtype=np.float32).reshape(-1)
 
 
 def _row(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -58,24 +100,15 @@ def _row(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.asarray([values], dtype=np.float32).reshape(1, len(values))
 
 
-def classify_image(servable: Servable, image_bytes: bytes, channels: int | None) -> np.ndarray:
-    """TFaaS's ``/image``: decode the image, feed it as float32 ``[1, H, W, C]``, return output row 0.
+def decode_image(image_bytes: bytes, channels: int | None) -> np.ndarray:
+    """The pixels of an encoded image as float32 ``[H, W, C]`` holding 0..255.
 
     The format (PNG, JPEG, GIF, BMP, WebP) is told by content, not by file name as TFaaS does; an
     animated GIF gives its first frame. ``channels`` is ``params.json``'s ``img_channels`` (1, 3 or 4;
     None or 0 means 3). Pixels go in as raw 0..255 values, neither resized nor normalised (as in TFaaS).
     Raises ``InvalidArgument("Invalid image: ...")`` for bytes that are not an image, and
-    ``InvalidArgument`` for another channel count or an image the model's input does not take.
+    ``InvalidArgument`` for another channel count.
     """
-    signature = _serving_default(servable)
-    alias = _single_input(signature)
-    pixels = decode_image(image_bytes, channels)
-    outputs = servable.run(SIGNATURE_NAME, {alias: pixels[np.newaxis]})
-    return _first_row(outputs, signature)
-
-
-def decode_image(image_bytes: bytes, channels: int | None) -> np.ndarray:
-    """The pixels of an encoded image as float32 ``[H, W, C]`` holding 0..255 (see ``classify_image``)."""
     import tensorflow as tf
 
     count = channels or DEFAULT_IMAGE_CHANNELS
@@ -110,18 +143,11 @@ def top_labels(
     return pairs[: max(0, min(k, len(labels)))]
 
 
-def _serving_default(servable: Servable) -> SignatureInfo:
-    signature = servable.signatures.get(SIGNATURE_NAME)
-    if signature is None:
-        raise InvalidArgument(f'Serving signature name: "{SIGNATURE_NAME}" not found in signature def')
-    return signature
-
-
 def _single_input(signature: SignatureInfo) -> str:
     """The alias of the one input of ``signature``; TFaaS's calls carry exactly one tensor."""
     if len(signature.inputs) != 1:
         raise InvalidArgument(
-            f'The model\'s "{SIGNATURE_NAME}" signature takes {len(signature.inputs)} inputs '
+            f'The model\'s "{DEFAULT_SIGNATURE}" signature takes {len(signature.inputs)} inputs '
             f"({', '.join(sorted(signature.inputs)) or 'none'}); TFaaS's calls feed exactly one"
         )
     return next(iter(signature.inputs))
@@ -130,17 +156,4 @@ def _single_input(signature: SignatureInfo) -> str:
 def _tf_message(error: BaseException) -> str:
     """TensorFlow's message without the ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix of eager ops."""
     message = getattr(error, "message", None) or str(error)
-    return _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", message)).strip() or message
-
-
-def _first_row(outputs: dict[str, np.ndarray], signature: SignatureInfo) -> np.ndarray:
-    """Row 0 of the only (else the first by alias) output, flattened to 1-D float32."""
-    aliases = sorted(outputs) if not signature.outputs else [a for a in sorted(signature.outputs) if a in outputs]
-    if not aliases:
-        raise InvalidArgument(f'The model\'s "{SIGNATURE_NAME}" signature has no output')
-    alias = aliases[0]
-    value = np.asarray(outputs[alias])
-    if value.dtype.kind not in "biuf":
-        raise InvalidArgument(f'Output "{alias}" has dtype {value.dtype}, not a number TFaaS can return')
-    row = value[0] if value.ndim >= 2 else value
-    return np.asarray(row, dtype=np.float32).reshape(-1)
+    return without_op_suffix(_FUNCTION_NODE.sub("", message)) or message

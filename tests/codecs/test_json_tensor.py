@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tfaas.codecs import json_tensor
+from tfaas.codecs.json_tensor import decode_predict_request, encode_predict_response
 from tfaas.errors import InvalidArgument, TfaasError, Unimplemented
-from tfaas.servables import json_tensor
-from tfaas.servables.json_tensor import decode_predict_request, encode_predict_response
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 
@@ -436,6 +436,6 @@ def test_a_large_answer_in_pieces_is_the_answer_in_one(
 
 
 def test_importing_does_not_import_tensorflow() -> None:
-    code = "import sys, tfaas.servables.json_tensor; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, tfaas.codecs.json_tensor; sys.exit('tensorflow' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from tfaas.codecs.json_tensor import b64decode, decode_predict_request, json_text
 from tfaas.errors import InvalidArgument
-from tfaas.servables.json_tensor import b64decode, decode_predict_request, json_text
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 
 X = SignatureInfo("s", "tensorflow/serving/predict", {"x": TensorInfo("x", "x:0", "DT_FLOAT", None)}, {})

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from tfaas.codecs.json_tensor import JsonInputs, dense_leaves, dense_shape, input_codec, to_array
 from tfaas.errors import InvalidArgument, Unimplemented
-from tfaas.servables.json_tensor import PredictRequest, dense_leaves, dense_shape, input_codec, to_array
 from tfaas.servables.servable import SignatureInfo
 
 LARGE_BODY_BYTES = 1 << 20
@@ -107,7 +107,7 @@ def _signature_name_is_text(skeleton: dict[str, Any]) -> bool:
     return isinstance(skeleton.get("signature_name", ""), str)
 
 
-def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> PredictRequest | None:
+def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> JsonInputs | None:
     """The inputs of ``signature`` from a body :func:`parse_large_body` read, each array cast exactly as the
     general path converts its numbers; ``None`` for anything else (the general path then explains it)."""
     aliases = sorted(signature.inputs)
@@ -128,7 +128,7 @@ def decode_large_body(body: dict[str, Any], signature: SignatureInfo) -> Predict
         return None
     if any(array is None for array in inputs.values()):
         return None
-    return PredictRequest(inputs, columnar)
+    return JsonInputs(inputs, columnar)
 
 
 def _input_array(value: Any, signature: SignatureInfo, alias: str) -> np.ndarray | None:

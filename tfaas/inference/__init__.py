@@ -1,0 +1,1 @@
+"""The inference service every front calls (``service.py``), its typed requests and results, and its metrics."""
