@@ -1,6 +1,6 @@
 # tfaas as a container, run the way TF Serving's image is run:
 #   docker build -t tfaas .
-#   docker run -p 8501:8501 -v /srv/models/my_model:/models/my_model -e MODEL_NAME=my_model tfaas
+#   docker run -p 8500:8500 -p 8501:8501 -v /srv/models/my_model:/models/my_model -e MODEL_NAME=my_model tfaas
 # Flags after the image name are passed to `tfaas serve` (e.g. --model_config_file=/models/models.config);
 # TFAAS_<OPTION> variables set any option (-e TFAAS_LOG_FORMAT=json -e TFAAS_WORKERS=2); TFaaS's write
 # calls are off unless -e TFAAS_ENABLE_MODEL_MANAGEMENT=true (README, "The TFaaS API").
@@ -62,10 +62,11 @@ ENV PATH=/opt/tfaas/bin:$PATH \
     MODEL_BASE_PATH=/models \
     TFAAS_HOST=0.0.0.0 \
     TFAAS_REST_API_PORT=8501 \
+    TFAAS_GRPC_PORT=8500 \
     TFAAS_WORKER_TMP_DIR=/dev/shm \
     TMPDIR=/dev/shm
 RUN mkdir -p "$MODEL_BASE_PATH"
-EXPOSE 8501
+EXPOSE 8500 8501
 USER 1000:1000
 
 # NOTE: exec form, and the script execs tfaas: gunicorn's master is PID 1 and gets the signals.

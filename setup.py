@@ -42,6 +42,10 @@ setup(
         "pysimdjson>=6",
         # Prometheus metrics, summed across gunicorn's worker processes (its multi-process mode).
         "prometheus_client>=0.20",
+        # TF Serving's gRPC API on grpcio's asyncio server, with the standard health and reflection services.
+        "grpcio>=1.66",
+        "grpcio-health-checking>=1.66",
+        "grpcio-reflection>=1.66",
     ],
     extras_require={
         "test": [

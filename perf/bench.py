@@ -333,6 +333,7 @@ def tfaas_server(name: str, extra_flags: list[str], port: int, models: Path) -> 
     """``tfaas serve`` on ``models`` (its defaults plus ``extra_flags``), bound to 127.0.0.1."""
     script = Path(sys.executable).with_name("tfaas")
     command = [str(script) if script.exists() else "tfaas", "serve", "--host", HOST, "--rest_api_port", str(port)]
+    command += ["--port", "0"]  # NOTE: no gRPC: several servers run at once, and this bench speaks REST
     return Server(name, "tfaas", [*command, "--model_repository", str(models), *extra_flags], port)
 
 

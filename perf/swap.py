@@ -401,7 +401,7 @@ MAIN_MODELS = (HALF_PLUS_TWO, DENSE42, BIG)
 
 def write_config(path: Path, models_dir: Path, port: int, models: Sequence[ModelSpec]) -> None:
     """A server's YAML settings: 127.0.0.1, JSON log lines, its models (default settle time and threads)."""
-    lines = [f"host: 127.0.0.1\nrest_api_port: {port}\nlog_format: json\nlog_level: info\nmodels:"]
+    lines = [f"host: 127.0.0.1\nrest_api_port: {port}\ngrpc_port: 0\nlog_format: json\nlog_level: info\nmodels:"]
     for model in models:
         lines.append(f"  - {{name: {model.name}, base_path: {models_dir / model.name}, swap_policy: {model.policy}}}")
     path.write_text("\n".join(lines) + "\n")

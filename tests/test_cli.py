@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import socket
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from tfaas.cli import prepare_tensorflow
     "args,message",
     [
         (["--rest_api_port", "abc"], "rest_api_port: expected an integer, got 'abc'"),
+        (["--port", "8501"], "grpc_port: must differ from rest_api_port (8501)"),
         (["--model_base_path", "/x", "--workers", "-1"], "workers: must be >= 0"),
         (["--model_config_file", "/nonexistent/models.config"], "/nonexistent/models.config"),
     ],
@@ -43,3 +45,18 @@ def test_tensorflow_looks_only_for_a_cpu_where_there_is_no_gpu_unless_the_operat
     given = dict(environ)
     prepare_tensorflow(environ)
     assert environ == (given if expected is None else expected)
+
+
+def test_a_grpc_port_in_use_stops_the_server_at_start():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            rest_port = free.getsockname()[1]
+        command = [sys.executable, "-m", "tfaas", "serve", "--host", "127.0.0.1", "--rest_api_port", str(rest_port)]
+        command += ["--port", str(port), "--model_base_path", "/nonexistent"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"Connection in use: 127.0.0.1:{port}" in result.stderr

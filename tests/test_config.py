@@ -19,6 +19,7 @@ from tfaas.config import (
     add_arguments,
     describe_options,
     load_settings,
+    parse_channel_arguments,
     read_model_config_file,
 )
 from tfaas.core.version_policy import ServableVersionPolicy
@@ -145,6 +146,26 @@ def test_every_option_has_flag_env_and_doc() -> None:
     by_name = {option.name: option for option in OPTIONS}
     assert by_name["config_file"].flags == ("--config",)
     assert by_name["rest_api_port"].flags == ("--rest_api_port", "--rest-api-port")
+    assert by_name["grpc_port"].flags == ("--port",)  # NOTE: TF Serving's name for its gRPC port
+
+
+def test_grpc_options_as_tf_serving_takes_them() -> None:
+    settings = load(
+        "--port",
+        "0",
+        "--grpc_socket_path",
+        "grpc.sock",
+        "--grpc_channel_arguments",
+        "grpc.max_receive_message_length=1048576, grpc.primary_user_agent=x=y,big=4294967296",
+    )
+    assert settings.grpc_port == 0  # NOTE: off (TF Serving cannot turn gRPC off)
+    assert settings.grpc_socket_path == str(Path.cwd() / "grpc.sock")
+    assert parse_channel_arguments(settings.grpc_channel_arguments) == [
+        ("grpc.max_receive_message_length", 1048576),  # NOTE: an int32 passes as an int ...
+        ("grpc.primary_user_agent", "x=y"),
+        ("big", "4294967296"),  # NOTE: ... and anything else as text, as TF Serving passes it
+    ]
+    assert Settings().grpc_port == 8500 and parse_channel_arguments("") == []
 
 
 def test_describe_options_is_a_markdown_table_of_every_option() -> None:
@@ -206,6 +227,11 @@ def test_importing_config_does_not_import_tensorflow_or_flask() -> None:
         ),
         (["--model_base_path", "gs://bucket/model"], "model_base_path: URIs are not supported"),
         (["--model_name", "a/b", "--model_base_path", "/m"], "model_name: invalid model name 'a/b'"),
+        (["--port", "65536"], "grpc_port: must be between 0 and 65535 (from --port)"),
+        (["--port", "8501"], "grpc_port: must differ from rest_api_port (8501)"),
+        (["--grpc_max_threads", "-1"], "grpc_max_threads: must be >= 0"),
+        (["--grpc_channel_arguments", "grpc.a=1,oops"], "grpc_channel_arguments: 'oops' is not key=value"),
+        (["--grpc_channel_arguments", "=1"], "grpc_channel_arguments: '=1' is not key=value"),
     ],
 )
 def test_invalid_option_values(argv: list[str], message: str) -> None:

@@ -196,6 +196,7 @@ class ClosingRotation:
 
     def __init__(self) -> None:
         self.listening = True
+        self.leaving = False
         self.wanted: list[bool] = []
         self.sheds = 0
 

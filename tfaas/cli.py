@@ -1,8 +1,8 @@
 """The ``tfaas`` command: ``tfaas serve`` runs the server; ``tfaas examples DIR`` writes the example models.
 
 ``tfaas serve`` takes TF Serving's flag names (``--model_name``, ``--model_base_path``,
-``--model_config_file``, ``--rest_api_port``, ...). Flags of TF Serving that tfaas does not have
-(``--port`` for gRPC, say) are reported and ignored, as TF Serving itself does with unknown
+``--model_config_file``, ``--rest_api_port``, ``--port``, ...). Flags of TF Serving that tfaas does not
+have (``--enable_profiler``, say) are reported and ignored, as TF Serving itself does with unknown
 arguments, so a TF Serving command line keeps working. With no model given, it serves the example
 models, building them first if they are missing.
 """
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfaas", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tfaas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve models over HTTP (TF Serving's REST API)")
+    serve = commands.add_parser("serve", help="serve models over HTTP and gRPC (TF Serving's APIs)")
     add_arguments(serve)
     examples = commands.add_parser("examples", help="write the example models to a directory")
     examples.add_argument("directory", nargs="?", help="default: where `tfaas serve` looks for them")

@@ -101,6 +101,38 @@ def _non_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """``grpc_channel_arguments`` as gRPC server options: ``a=1,b=x`` gives ``[("a", 1), ("b", "x")]``.
+
+    As TF Serving parses its flag: comma-separated ``key=value`` pairs, a value that is a 32-bit integer
+    passed as one, any other as a string. Raises ``ValueError`` for an item that is not ``key=value``.
+    """
+    arguments: list[tuple[str, int | str]] = []
+    for item in text.split(",") if text.strip() else []:
+        key, equals, value = item.strip().partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        arguments.append((key.strip(), _int32_or_text(value.strip())))
+    return arguments
+
+
+def _int32_or_text(value: str) -> int | str:
+    try:
+        number = int(value)
+    except ValueError:
+        return value
+    return number if -(2**31) <= number < 2**31 else value
+
+
+def _channel_arguments_problem(value: str) -> str | None:
+    """Rule: ``grpc_channel_arguments`` parses (see :func:`parse_channel_arguments`)."""
+    try:
+        parse_channel_arguments(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _checked(value: Any, check: Check, where: str) -> Any:
     """Return ``value`` if ``check`` accepts it, else raise a ConfigError located at ``where``."""
     problem = check(value)
@@ -443,12 +475,11 @@ def read_model_config_file(path: str) -> tuple[ModelConfig, ...] | None:
             _reject_unknown_keys(raw, ("models",), path)
             raw = raw.get("models")
         return None if raw is None else _models_from_list(raw, base_dir, path)
-    models = _text_format_models(path)
-    return None if models is None else _models_from_list(models, base_dir, path)
+    return models_from_server_config(_read_text_format(path), base_dir, path)
 
 
-def _text_format_models(path: str) -> list[dict[str, Any]] | None:
-    """Parse a ``ModelServerConfig`` text proto into YAML-shaped model mappings (None: no config set)."""
+def _read_text_format(path: str) -> Any:
+    """Parse a ``ModelServerConfig`` text proto file."""
     # NOTE: imported here so that importing tfaas.config stays cheap; neither pulls in TensorFlow.
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -460,12 +491,20 @@ def _text_format_models(path: str) -> list[dict[str, Any]] | None:
         raise ConfigError(
             f"Error parsing text-format tensorflow.serving.ModelServerConfig from {path}: {exc}"
         ) from None
+    return config
+
+
+def models_from_server_config(config: Any, base_dir: str, origin: str) -> tuple[ModelConfig, ...] | None:
+    """The models of a ``ModelServerConfig`` proto, validated as a config file's (``None``: it sets no
+    list). Relative base paths are taken from ``base_dir``; ``origin`` (a file, a request) is named in
+    every error and warning."""
     which = config.WhichOneof("config")
     if which == "custom_model_config":
-        raise ConfigError(f"{path}: custom_model_config is not supported; use model_config_list")
+        raise ConfigError(f"{origin}: custom_model_config is not supported; use model_config_list")
     if which is None:
         return None
-    return [_proto_model(proto, f"models[{i}]", path) for i, proto in enumerate(config.model_config_list.config)]
+    models = [_proto_model(proto, f"models[{i}]", origin) for i, proto in enumerate(config.model_config_list.config)]
+    return _models_from_list(models, base_dir, origin)
 
 
 def _proto_model(proto: Any, where: str, path: str) -> dict[str, Any]:
@@ -534,7 +573,36 @@ class Settings:
         tf_flag="--rest_api_port",
         check=_between(1, 65535),
     )
-    host: str = _option("0.0.0.0", "Address the REST API binds to.", check=_non_empty)
+    host: str = _option("0.0.0.0", "Address the REST and gRPC APIs bind to.", check=_non_empty)
+    grpc_port: int = _option(
+        8500,
+        "Port TF Serving's gRPC API listens on (PredictionService, ModelService, health, reflection); 0 turns"
+        " it off. Must differ from rest_api_port.",
+        tf_flag="--port",
+        flag="--port",
+        check=_between(0, 65535),
+    )
+    grpc_socket_path: str = _option(
+        "",
+        "Also serve the gRPC API on this Unix socket (TF Serving's flag); empty: none.",
+        tf_flag="--grpc_socket_path",
+        path=True,
+    )
+    grpc_max_threads: int = _option(
+        0,
+        "Most gRPC calls one worker serves at once; more are refused with RESOURCE_EXHAUSTED. 0: no limit (a"
+        " call waiting for its model holds no thread here; TF Serving's flag caps its gRPC threads).",
+        tf_flag="--grpc_max_threads",
+        check=_at_least(0),
+    )
+    grpc_channel_arguments: str = _option(
+        "",
+        "gRPC server arguments as TF Serving takes them: comma-separated key=value, an integer value passed as"
+        " one (grpc.max_receive_message_length=...). Messages are allowed up to max_request_body_bytes unless"
+        " this sets grpc.max_receive_message_length.",
+        tf_flag="--grpc_channel_arguments",
+        check=_channel_arguments_problem,
+    )
     model_name: str = _option(
         "default",
         "Name of the single model served from model_base_path.",
@@ -903,6 +971,12 @@ def _check_retry_delays(values: Mapping[str, Any]) -> None:
         )
 
 
+def _check_ports(values: Mapping[str, Any]) -> None:
+    """Refuse gRPC and REST on one port (TF Serving then skips REST, with an error in its log)."""
+    if values["grpc_port"] == values["rest_api_port"]:
+        raise ConfigError(f"grpc_port: must differ from rest_api_port ({values['rest_api_port']})")
+
+
 def _build_models(values: Mapping[str, Any], file_models: Any, config_file: str) -> tuple[ModelConfig, ...]:
     """Pick the model list: model_config_file, else YAML ``models``, else the single-model flags."""
     if values["model_config_file"]:
@@ -940,6 +1014,7 @@ def load_settings(args: argparse.Namespace | None, environ: Mapping[str, str] = 
         layers.append(file_layer)
     values = {option.name: _option_value(option, layers) for option in OPTIONS}
     _check_retry_delays(values)
+    _check_ports(values)
     return Settings(
         **values,
         models=_build_models(values, file_models, config_file),

@@ -27,6 +27,15 @@ class InvalidArgument(TfaasError):
     http_status = 400
 
 
+class SignatureNotFound(InvalidArgument):
+    """A predict names a signature the version does not have. TF Serving's REST API answers it this way (400,
+    the message below); its gRPC API answers ``FAILED_PRECONDITION`` (``Serving signature key "x" not found.``)."""
+
+    def __init__(self, signature_name: str) -> None:
+        super().__init__(f'Serving signature name: "{signature_name}" not found in signature def')
+        self.signature_name = signature_name
+
+
 class FailedPrecondition(TfaasError):
     """The system is not in a state the request needs (HTTP 400, as in TF Serving)."""
 

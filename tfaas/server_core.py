@@ -80,7 +80,12 @@ class Rotation(Protocol):
     """Whether a worker takes new connections (``tfaas.server.rotation.Rotation`` under gunicorn)."""
 
     @property
-    def listening(self) -> bool: ...
+    def listening(self) -> bool:
+        """Its listeners are open, or closed with their connections still leaving."""
+
+    @property
+    def leaving(self) -> bool:
+        """It is leaving: it takes no new connection (``listening`` until its connections left)."""
 
     def set(self, listening: bool) -> None: ...
 
@@ -91,6 +96,7 @@ class InProcess:
     """The rotation of a server with no listener of its own (tests, an embedding app): always in."""
 
     listening = True
+    leaving = False
 
     def set(self, listening: bool) -> None:
         """Nothing to open or close."""
@@ -176,9 +182,14 @@ class ServerCore:
         self.monitor.close()
 
     def report(self) -> None:
-        """Tell the coordinator whether this worker listens and the state of each of its versions."""
+        """Tell the coordinator whether this worker takes new connections and the state of each of its versions.
+
+        NOTE: a worker that is leaving takes none: were it still counted, the coordinator could send another
+        worker out of rotation before this one is back, and the port would have no listener at all.
+        """
         states = {s.id: s for name in self.monitor.model_names() for s in self.monitor.version_states(name).values()}
-        self.lifecycle.report(WorkerReport(listening=self.rotation.listening, states=states))
+        taking = self.rotation.listening and not self.rotation.leaving
+        self.lifecycle.report(WorkerReport(listening=taking, states=states))
         with self._changed:
             self._changed.notify_all()
 
@@ -218,7 +229,8 @@ class ServerCore:
                 self._aspire_all(decision)
 
     def rotation_changed(self) -> None:
-        """The listener opened or closed: apply the loads a window deferred, and tell the coordinator."""
+        """The listener opened, began to leave or closed: apply the loads a window deferred (once closed), and
+        tell the coordinator."""
         with self._rotation_lock:
             if self._deferred is not None and not self.rotation.listening:
                 deferred, self._deferred = self._deferred, None

@@ -45,7 +45,9 @@ def test_dockerfile_runs_like_tf_servings_image():
     found = instructions()
     env = image_env()
     assert env["MODEL_NAME"] == "model" and env["MODEL_BASE_PATH"] == "/models"
-    assert env["TFAAS_REST_API_PORT"] == "8501" and ("EXPOSE", "8501") in found
+    assert (
+        env["TFAAS_REST_API_PORT"] == "8501" and env["TFAAS_GRPC_PORT"] == "8500" and ("EXPOSE", "8500 8501") in found
+    )
     (user,) = [args for instruction, args in found if instruction == "USER"]
     assert user.split(":")[0] not in ("0", "root") and user.split(":")[0].isdigit(), "runAsNonRoot needs a UID"
     (entrypoint,) = [json.loads(args) for instruction, args in found if instruction == "ENTRYPOINT"]
@@ -58,7 +60,11 @@ def test_dockerfile_runs_like_tf_servings_image():
 def test_entrypoint_serves_model_name_from_model_base_path_and_passes_flags_on(tmp_path_factory, half_plus):
     models = tmp_path_factory.mktemp("models")
     install_version(half_plus(2), models / "my_model", 1)
-    env = {key: value for key, value in image_env().items() if key not in ("TFAAS_HOST", "TFAAS_REST_API_PORT")}
+    env = {
+        key: value
+        for key, value in image_env().items()
+        if key not in ("TFAAS_HOST", "TFAAS_REST_API_PORT", "TFAAS_GRPC_PORT")
+    }
     if not Path(env.get("TFAAS_WORKER_TMP_DIR", "/")).is_dir():
         env.pop("TFAAS_WORKER_TMP_DIR")
     env |= {

@@ -17,11 +17,14 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(other_than: int = 0) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and not ``other_than``)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != other_than:
+            return port
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
@@ -48,6 +51,9 @@ class ServerProcess:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port(other_than=self.port)
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        """The gRPC API's address, for ``grpc.insecure_channel(server.grpc_target)``."""
         self.log_path = log_path
         # NOTE: one worker unless a test asks for more: the default (one per core) would make each server
         # load every model twice, and the tests that count requests or states reason about one worker.
@@ -55,6 +61,7 @@ class ServerProcess:
             **os.environ,
             "TFAAS_HOST": "127.0.0.1",
             "TFAAS_REST_API_PORT": str(self.port),
+            "TFAAS_GRPC_PORT": str(self.grpc_port),
             "TFAAS_WORKERS": "1",
         }
         full_env.update(env or {})

@@ -7,7 +7,14 @@ import socket
 
 import pytest
 
-from tfaas.server.listeners import check_port_free, listening_socket, refuse_handshakes
+from tfaas.server.listeners import (
+    check_port_free,
+    has_connections,
+    listening_socket,
+    listening_sockets,
+    refuse_handshakes,
+    refuse_handshakes_on,
+)
 
 
 def plain_listener(reuse_port: bool) -> socket.socket:
@@ -61,3 +68,41 @@ def test_a_listener_that_refuses_handshakes_keeps_what_it_queued_and_takes_nothi
         with queued, listener.accept()[0] as accepted:
             queued.sendall(b"request")
             assert accepted.recv(16) == b"request"
+
+
+def test_the_listeners_a_library_opened_are_found_and_can_refuse_handshakes() -> None:
+    """As grpcio's: this process's listeners on a port, found by their socket, filtered through a descriptor."""
+    with listening_socket("127.0.0.1", 0, backlog=16) as first:
+        port = first.getsockname()[1]
+        before = listening_sockets(port)
+        assert list(before.values()) == [first.fileno()]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # NOTE: a connection is no listener
+            assert listening_sockets(port) == before
+        with listening_socket("127.0.0.1", port, backlog=16) as second:
+            (new,) = [fd for inode, fd in listening_sockets(port).items() if inode not in before]
+            assert new == second.fileno()
+        assert refuse_handshakes_on(first.fileno()), "this test process may filter its sockets (CAP_NET_ADMIN)"
+        with pytest.raises(TimeoutError):  # NOTE: its SYN dropped, as through the socket object itself
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+
+
+def test_the_connections_a_library_accepted_are_seen(tmp_path) -> None:
+    """As grpcio's: whether this process still holds a connection accepted on a port or a Unix socket."""
+    with listening_socket("127.0.0.1", 0, backlog=16) as listener:
+        port = listener.getsockname()[1]
+        assert not has_connections(port)  # NOTE: a listener is no connection
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = listener.accept()
+            assert has_connections(port)
+            accepted.close()
+        assert not has_connections(port)
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(path)
+        unix.listen()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            accepted, _ = unix.accept()
+            with accepted:
+                assert has_connections(None, [path]) and not has_connections(None, [path + "x"])
+        assert not has_connections(None, [path])

@@ -29,7 +29,7 @@ from tfaas.batching.batching_servable import queue_seconds
 from tfaas.config import ModelConfig
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ManagerState, ServableState
-from tfaas.errors import InvalidArgument, Unavailable
+from tfaas.errors import InvalidArgument, SignatureNotFound, Unavailable
 from tfaas.inference import request_metrics
 from tfaas.inference.request_metrics import REST, RequestRecord
 from tfaas.inference.types import (
@@ -113,7 +113,7 @@ class InferenceService:
         """The signature the request runs and its inputs, decoded for it (timed as ``parse``)."""
         signature = servable.signatures.get(request.signature_name)
         if signature is None:
-            raise InvalidArgument(f'Serving signature name: "{request.signature_name}" not found in signature def')
+            raise SignatureNotFound(request.signature_name)
         _check_output_filter(request.output_filter, signature)
         if request.on_version is not None:
             request.on_version(servable.params, servable.labels)

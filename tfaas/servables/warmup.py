@@ -26,8 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from tfaas.codecs.examples_proto import examples
 from tfaas.errors import Internal, InvalidArgument, TfaasError, Unimplemented
 from tfaas.servables.servable import Servable
+from tfaas.tf_serving import CLASSIFY_METHOD_NAME, DEFAULT_SIGNATURE, REGRESS_METHOD_NAME
 
 if TYPE_CHECKING:
     from tfaas.metrics import Metrics
@@ -36,10 +38,7 @@ log = logging.getLogger("tfaas.warmup")
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000  # NOTE: TF Serving's WarmupConsts::kMaxNumRecords
-DEFAULT_SIGNATURE = "serving_default"
 _OP_NOISE = re.compile(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\](?:\s*name:.*)?$", re.DOTALL)
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 class DataLoss(Internal):
@@ -169,15 +168,15 @@ def _replay(servable: Servable, prediction_log: Any, index: int, path: str) -> N
             _predict(servable, prediction_log.predict_log.request)
         elif kind == "classify_log":
             request = prediction_log.classify_log.request
-            _infer(servable, CLASSIFY_METHOD, request.model_spec.signature_name, _examples(request.input))
+            _infer(servable, CLASSIFY_METHOD_NAME, request.model_spec.signature_name, examples(request.input))
         elif kind == "regress_log":
             request = prediction_log.regress_log.request
-            _infer(servable, REGRESS_METHOD, request.model_spec.signature_name, _examples(request.input))
+            _infer(servable, REGRESS_METHOD_NAME, request.model_spec.signature_name, examples(request.input))
         elif kind == "multi_inference_log":
             request = prediction_log.multi_inference_log.request
-            examples = _examples(request.input)
+            serialized = examples(request.input)
             for task in request.tasks:
-                _infer(servable, task.method_name, task.model_spec.signature_name, examples)
+                _infer(servable, task.method_name, task.model_spec.signature_name, serialized)
         elif kind is not None:
             raise Unimplemented(f"Unsupported log_type for warmup: {kind}")
     except TfaasError as error:
@@ -203,30 +202,13 @@ def _predict(servable: Servable, request: Any) -> None:
     servable.run(request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs)
 
 
-def _infer(servable: Servable, method: str, signature_name: str, examples: list[bytes]) -> None:
+def _infer(servable: Servable, method: str, signature_name: str, serialized: list[bytes]) -> None:
     from tfaas.servables.classify_regress import classify, regress
 
     signature_name = signature_name or DEFAULT_SIGNATURE
-    if method == CLASSIFY_METHOD:
-        classify(servable, signature_name, examples)
-    elif method == REGRESS_METHOD:
-        regress(servable, signature_name, examples)
+    if method == CLASSIFY_METHOD_NAME:
+        classify(servable, signature_name, serialized)
+    elif method == REGRESS_METHOD_NAME:
+        regress(servable, signature_name, serialized)
     else:
         raise Unimplemented(f"Unsupported signature method_name: {method}")
-
-
-def _examples(request_input: Any) -> list[bytes]:
-    """An ``Input``'s examples, serialized; with a context, its bytes precede each example's (as the
-    REST classify does, so an example's own feature wins)."""
-    kind = request_input.WhichOneof("kind")
-    if kind == "example_list":
-        examples = [e.SerializeToString() for e in request_input.example_list.examples]
-    elif kind == "example_list_with_context":
-        with_context = request_input.example_list_with_context
-        context = with_context.context.SerializeToString()
-        examples = [context + e.SerializeToString() for e in with_context.examples]
-    else:
-        examples = []
-    if not examples:
-        raise InvalidArgument("Input is empty.")
-    return examples

@@ -21,10 +21,12 @@ Signals, as a service manager (systemd, Docker, Kubernetes) sends them to the ma
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,6 +42,7 @@ from tfaas.server.coordinator_process import CoordinatorProcess, RemoteLifecycle
 from tfaas.server.listeners import check_port_free
 from tfaas.server.rotation import Rotation
 from tfaas.server.tfaas_api import warn_if_anyone_may_write
+from tfaas.server.unix_socket import shared_listener
 from tfaas.server.worker_count import WorkerChoice, choose_workers
 
 if TYPE_CHECKING:
@@ -61,6 +64,8 @@ class TfaasApplication(BaseApplication):
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         self.rotation: Rotation | None = None  # whether the worker takes connections, made in load()
         self.service: Any = None  # the worker's InferenceService over its core, every front's, made in load()
+        # NOTE: bound by the master at start, inherited by every worker (tfaas/server/unix_socket.py)
+        self.grpc_unix_listener: socket.socket | None = None
         super().__init__(prog="tfaas serve")
 
     def load_config(self) -> None:
@@ -112,6 +117,10 @@ class TfaasApplication(BaseApplication):
         self.core.start()
         self.reloader.start(self.core.reload_config)
         self.service = InferenceService(self.core, self.settings.threads)
+        if s.grpc_port or s.grpc_socket_path:
+            from tfaas.server.grpc_listener import GrpcListener  # NOTE: grpc only in workers, never in the master
+
+            self.rotation.add_listener(GrpcListener(s, self.service, self.grpc_unix_listener))
         return AsgiFront(self.service, create_app(self.service), self.settings.threads)
 
     def _rotation_changed(self, listening: bool) -> None:
@@ -121,8 +130,13 @@ class TfaasApplication(BaseApplication):
 
     def run(self) -> None:
         """Run :class:`TfaasArbiter` (gunicorn's master) until it is told to stop."""
+        self._master_pid = os.getpid()  # NOTE: workers fork inside arbiter.run() and leave it by sys.exit
         try:
             check_port_free(self.settings.host, self.settings.rest_api_port)
+            if self.settings.grpc_port:
+                check_port_free(self.settings.host, self.settings.grpc_port)
+            if self.settings.grpc_socket_path:
+                self.grpc_unix_listener = shared_listener(self.settings.grpc_socket_path, self.cfg.backlog)
             arbiter = TfaasArbiter(self)  # NOTE: sets up logging
             if self.worker_choice is not None:
                 log.log(self.worker_choice.level, "%s", self.worker_choice.message)
@@ -133,6 +147,15 @@ class TfaasApplication(BaseApplication):
             print(f"\nError: {exc}\n", file=sys.stderr)
             sys.stderr.flush()
             sys.exit(1)
+        finally:
+            self._close_grpc_unix_listener()
+
+    def _close_grpc_unix_listener(self) -> None:
+        """In the master, at its exit: close the gRPC Unix socket and remove its path (a worker's exit keeps it)."""
+        if self.grpc_unix_listener is not None and os.getpid() == self._master_pid:
+            self.grpc_unix_listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.settings.grpc_socket_path)
 
     def _on_worker_exit(self, server: Any, worker: Any) -> None:
         """After the worker's last in-flight request: unload every model (gunicorn calls this in the

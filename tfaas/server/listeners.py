@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
+from typing import Collection, Iterator
 
 _SO_ATTACH_FILTER = 26  # NOTE: Linux's; Python's socket module does not name it
 
@@ -99,3 +101,66 @@ def refuse_handshakes(listener: socket.socket) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def _sockets() -> Iterator[tuple[str, int, socket.socket]]:
+    """This process's sockets: each one's inode (``socket:[123]``, which no later socket reuses while this one
+    exists, unlike its descriptor's number), its descriptor, and a duplicate to inspect it (closed after)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            inode = os.readlink(f"/proc/self/fd/{fd}")
+            if not inode.startswith("socket:"):
+                continue
+            probe = socket.socket(fileno=os.dup(fd))
+        except OSError:  # NOTE: closed meanwhile (the directory's own descriptor, one of another thread)
+            continue
+        with probe:
+            yield inode, fd, probe
+
+
+def _is_tcp_on(probe: socket.socket, port: int) -> bool:
+    return (
+        probe.type == socket.SOCK_STREAM
+        and probe.family in (socket.AF_INET, socket.AF_INET6)
+        and probe.getsockname()[1] == port
+    )
+
+
+def listening_sockets(port: int) -> dict[str, int]:
+    """This process's TCP sockets that listen on ``port`` (any address): their descriptor by socket inode.
+
+    NOTE: for listeners that a library opens for itself (grpcio's), so that the worker can still
+    :func:`refuse_handshakes` on them when it leaves rotation: grpcio takes no socket from its caller.
+    """
+    found = {}
+    for inode, fd, probe in _sockets():
+        try:
+            if _is_tcp_on(probe, port) and probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                found[inode] = fd
+        except OSError:
+            continue
+    return found
+
+
+def has_connections(port: int | None, unix_paths: Collection[str] = ()) -> bool:
+    """Whether this process holds a connection accepted on TCP ``port`` or on a Unix socket of ``unix_paths``
+    (what a library's server accepted, which it does not tell)."""
+    for _, _, probe in _sockets():
+        try:
+            if probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue
+            if probe.family == socket.AF_UNIX:
+                if probe.getsockname() in unix_paths:
+                    return True
+            elif port is not None and _is_tcp_on(probe, port):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def refuse_handshakes_on(fd: int) -> bool:
+    """:func:`refuse_handshakes` on the socket of descriptor ``fd`` (a socket another library owns)."""
+    with socket.socket(fileno=os.dup(fd)) as sock:  # NOTE: a filter belongs to the socket, not the descriptor
+        return refuse_handshakes(sock)

@@ -5,6 +5,9 @@ itself, at once) puts it in rotation with :meth:`Rotation.set`, and takes it out
 any thread. Leaving rotation loses no connection: the kernel gives the listener no new ones, the
 worker accepts those the listener queued, closes the listener (not the connections it accepted),
 and asks its keep-alive clients to reconnect, to the other workers of the port.
+
+The worker's other listeners (its gRPC server: :class:`RotatingListener`) open and close with the HTTP
+one, in the same steps: the worker is in rotation only while every one of them is open.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from tfaas.server.http_protocol import HttpProtocol
 from tfaas.server.listeners import listening_socket, refuse_handshakes
@@ -44,17 +47,34 @@ leave: a client that keeps requests coming sends its next one sooner (a poller's
 for its next poll)."""
 
 
+class RotatingListener(Protocol):
+    """Another listener of the worker (another protocol), opened and closed with its HTTP listener."""
+
+    async def open(self) -> None:
+        """Take new connections (raise where it cannot: the rotation stays out and tries again)."""
+
+    async def close(self, shutdown: bool) -> None:
+        """Take no new connection, and let the calls under way finish: all of them at ``shutdown``; else
+        wait for them about as long as the HTTP connections are waited for (they finish later if they must)."""
+
+    def shed(self) -> None:
+        """Ask the connections open now to reconnect (to any worker of the port)."""
+
+
 class Rotation:
     """Whether this worker is in rotation: takes new connections on its own ``SO_REUSEPORT`` listener.
 
     :meth:`set` and :meth:`shed_connections` may be called from any thread, before the worker serves
     too; the changes happen on the worker's event loop, in order, once :meth:`attach`\\ ed.
-    ``on_change(listening)`` is called there after the listener opened or closed.
+    ``on_change(taking)`` is called there after the listeners opened, as a leave begins and after it
+    ended, with whether the worker takes new connections: the coordinator must not count on a worker
+    that is leaving (its connections may take a second to go), while its loads wait until it left.
     """
 
     def __init__(self, host: str, port: int, backlog: int, on_change: Callable[[bool], None] | None = None) -> None:
         self._address = host, port
         self._backlog = backlog
+        self._others: list[RotatingListener] = []
         self._on_change = on_change
         self._lock = threading.Lock()  # NOTE: keeps set() off a loop that detach() let go (it may be closed)
         self._wanted = False
@@ -63,12 +83,23 @@ class Rotation:
         self._listener: asyncio.AbstractServer | None = None
         self._socket: socket.socket | None = None
         self._changing: asyncio.Task[None] | None = None
+        self._leaving = False
 
     @property
     def listening(self) -> bool:
         """Whether the worker is in rotation now (not whether it is wanted): its listener is open, or closed
         with its connections still leaving."""
         return self._listener is not None
+
+    @property
+    def leaving(self) -> bool:
+        """Whether the worker is leaving rotation: it takes no new connection, its connections still leave."""
+        return self._leaving
+
+    def add_listener(self, listener: RotatingListener) -> None:
+        """Open and close ``listener`` with the HTTP listener from now on (call before :meth:`attach`)."""
+        assert self._loop is None, "listeners are added before the rotation serves"
+        self._others.append(listener)
 
     def set(self, listening: bool) -> None:
         """Want the worker in rotation or out of it; the last call wins (a change under way finishes first)."""
@@ -140,24 +171,44 @@ class Rotation:
         )  # NOTE: as uvicorn's Server.startup makes its protocols
         sock = listening_socket(*self._address, self._backlog)
         try:
-            self._listener = await loop.create_server(create_protocol, sock=sock, backlog=self._backlog)
+            listener = await loop.create_server(create_protocol, sock=sock, backlog=self._backlog)
         except BaseException:
             sock.close()
             raise
-        self._socket = sock
+        opened: list[RotatingListener] = []
+        try:
+            for other in self._others:
+                await other.open()
+                opened.append(other)
+        except BaseException:  # NOTE: all or none: a worker half in rotation would take what it cannot serve
+            listener.close()
+            await asyncio.gather(*(other.close(shutdown=True) for other in opened))
+            raise
+        self._listener, self._socket = listener, sock
         self._changed()
 
     async def _close(self, wait_for_connections: bool) -> None:
-        assert self._listener is not None and self._socket is not None
-        if not refuse_handshakes(self._socket):
-            _warn_unfiltered()
-        await _accept_queued(self._socket)
-        self._listener.close()  # NOTE: closes the listener only: the connections it accepted stay
-        self._shed()
-        if wait_for_connections:
-            await self._connections_leave()
+        self._leaving = True
+        self._changed()
+        try:
+            await asyncio.gather(
+                self._close_http(wait_for_connections),
+                *(other.close(shutdown=not wait_for_connections) for other in self._others),
+            )
+        finally:
+            self._leaving = False
         self._listener = self._socket = None
         self._changed()
+
+    async def _close_http(self, wait_for_connections: bool) -> None:
+        assert self._listener is not None and self._socket is not None
+        if not refuse_handshakes(self._socket):
+            warn_unfiltered()
+        await _accept_queued(self._socket)
+        self._listener.close()  # NOTE: closes the listener only: the connections it accepted stay
+        self._shed_http()
+        if wait_for_connections:
+            await self._connections_leave()
 
     async def _connections_leave(self) -> None:
         """Wait until every connection closed or sat idle for :data:`IDLE_SECONDS`, for
@@ -169,14 +220,20 @@ class Rotation:
             await asyncio.sleep(0.005)
 
     def _changed(self) -> None:
-        log.debug("Worker %s %s rotation", os.getpid(), "entered" if self.listening else "left")
+        change = "is leaving" if self._leaving else "entered" if self.listening else "left"
+        log.debug("Worker %s %s rotation", os.getpid(), change)
         if self._on_change is not None:
             try:
-                self._on_change(self.listening)
+                self._on_change(self.listening and not self._leaving)
             except Exception:  # NOTE: the listener changed all the same; the next change calls again
                 log.exception("The rotation's on_change failed")
 
     def _shed(self) -> None:
+        for other in self._others:
+            other.shed()
+        self._shed_http()
+
+    def _shed_http(self) -> None:
         if self._server is not None:
             for connection in list(self._server.server_state.connections):
                 if isinstance(connection, HttpProtocol):
@@ -184,7 +241,7 @@ class Rotation:
 
 
 @functools.cache
-def _warn_unfiltered() -> None:
+def warn_unfiltered() -> None:
     """Say once per worker that leaving rotation may reset a connection (see ``refuse_handshakes``)."""
     log.warning(
         "Worker %s cannot filter new connections off its listener (no CAP_NET_ADMIN, and unprivileged BPF is"
