@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from tests.asgi_client import worker_client
-from tests.server.test_rest_api import SIGNATURE, TimesVersion
+from tests.server.test_rest_api import SIGNATURE, TimesVersion, TimesVersionLoader
 from tfaas.config import ModelConfig, Settings
-from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
 from tfaas.server_core import ServerCore
@@ -37,15 +36,9 @@ class Described(TimesVersion):
         return SIGNATURE_DEF_MAP
 
 
-class DescribedLoader:
-    def __init__(self, id: ServableId, path: str) -> None:
-        self.id = id
-
+class DescribedLoader(TimesVersionLoader):
     def load(self) -> Described:
         return Described(self.id)
-
-    def unload(self) -> None:
-        pass
 
 
 @pytest.fixture
