@@ -75,12 +75,12 @@ class TfServingRest:
         self._service = service
 
     async def __call__(
-        self, method: str, path: str, read_body: BodyReader, query: str = "", origin: str = ""
+        self, method: str, path: str, read_body: BodyReader, query: str = "", origin: Callable[[], str] = lambda: ""
     ) -> RestAnswer:
         """The answer to ``method path``, whose body ``read_body`` reads; raises what TF Serving answers with.
 
-        ``query`` (the query string) and ``origin`` (``http://host:port`` as the client reached the server)
-        matter to ``gen_client`` only.
+        ``query`` (the query string) and ``origin`` (which tells ``http://host:port`` as the client reached
+        the server) matter to ``gen_client`` only.
         """
         with self._service.recorded("other") as record:
             route = resolve(method, path)
@@ -90,7 +90,7 @@ class TfServingRest:
             if route.api == "gen_client":
                 language = parse_qs(query).get("language", [""])[0]
                 source = await self._service.in_pool(
-                    sts_clients.gen_client, self._service, route.spec, language, origin
+                    sts_clients.gen_client, self._service, route.spec, language, origin()
                 )
                 return RestAnswer([source], content_type="text/plain; charset=utf-8")
             data = await read_body() if method == "POST" else b""

@@ -94,7 +94,7 @@ class AsgiFront:
             scope["path"],
             lambda: _read_body(scope, receive, self._max_body),
             scope.get("query_string", b"").decode("latin-1"),
-            _origin(scope),
+            lambda: _origin(scope),
         )
         if answer.allowed:
             return answer.parts, [(b"allow", ", ".join(answer.allowed).encode())]
