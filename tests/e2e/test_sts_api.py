@@ -360,7 +360,8 @@ def test_tf_servings_answers_win_on_the_paths_both_have(server):
 
 
 def test_get_slash_is_not_served(server):
-    assert server.get("/").status_code == 404
+    response = server.get("/")
+    assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST"
 
 
 # ---- CORS --------------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ def test_every_documented_path_is_routed(flask_app, method, path):
     concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
     if tf_serving_rest.serves(concrete):
         assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
-    elif concrete == "/":
-        assert sts.serves(method.upper(), concrete)
+    elif sts.serves(concrete):
+        assert method == "post"
     else:
         endpoint, _ = flask_app.url_map.bind("localhost").match(concrete, method=method.upper())
         assert endpoint
@@ -88,12 +88,10 @@ IMPLICIT = {"HEAD", "OPTIONS"}
 
 
 def documented_methods() -> list[tuple[str, set[str]]]:
-    """Every documented path (its parameters filled in) with the methods the document gives it, but ``/``:
-    only its POST is served (STS's inference), ``GET /`` is left for the dashboard to come."""
+    """Every documented path (its parameters filled in) with the methods the document gives it."""
     return [
         (re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path), {m.upper() for m in item})
         for path, item in openapi_document()["paths"].items()
-        if path != "/"
     ]
 
 

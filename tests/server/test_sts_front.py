@@ -102,9 +102,12 @@ def test_what_is_not_there_is_a_400_in_stss_words(client, body, message):
     assert response.status_code == 400 and response.json["error"].startswith(message)
 
 
-def test_other_methods_on_slash_are_not_stss(client):
-    assert client.get("/").status_code == 404
-    assert client.put("/", json={"data": {}}).status_code == 404
+def test_slash_answers_post_only_get_left_for_the_dashboard_to_come(client):
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        response = client.open("/", method=method)
+        assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST", method
+    assert client.get("/").json == {"error": "Method GET is not allowed for /"}
+    assert client.options("/").headers["Allow"] == "OPTIONS, POST"
 
 
 def count(client, labels: str) -> float:

@@ -1,5 +1,6 @@
 """Simple TensorFlow Serving's inference (``POST /``) over the inference service (its ``gen_json`` and
-``gen_client`` calls are in :mod:`tfaas.fronts.sts_clients`).
+``gen_client`` calls are in :mod:`tfaas.fronts.sts_clients`). Other methods on ``/`` are a 405: ``GET /``
+is STS's dashboard, which tfaas does not serve (yet).
 
 STS answers every failed inference with a 400; so does this front where the request names what is not
 there (an unknown model, with STS's message, or version), or feeds what does not fit. Where STS fails with
@@ -17,25 +18,37 @@ from typing import Iterator
 
 from tfaas.codecs import sts_json
 from tfaas.codecs.sts_json import StsCall
-from tfaas.errors import InvalidArgument, NotFound
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader
+from tfaas.errors import InvalidArgument, MethodNotAllowed, NotFound
+from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader, RestAnswer
 from tfaas.inference.request_metrics import RequestRecord
 from tfaas.inference.service import InferenceService
 
+ALLOWED = ("OPTIONS", "POST")
+"""The methods of ``/``: ``GET /`` is no STS call (STS's dashboard; tfaas's is to come)."""
 
-def serves(method: str, path: str) -> bool:
-    """Whether this front answers ``method path``: STS's inference, ``POST /``."""
-    return method == "POST" and path == "/"
+
+def serves(path: str) -> bool:
+    """Whether this front answers requests for ``path``: ``/``, whose ``POST`` is STS's inference."""
+    return path == "/"
 
 
 class StsFront:
-    """``POST /`` over ``service``: one call per request, recorded in the request metrics as a predict."""
+    """``/`` over ``service``: a ``POST`` is one call, recorded in the request metrics as a predict; other
+    methods are a 405 (``OPTIONS`` names the allowed ones)."""
 
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
-    async def __call__(self, content_type: str | None, read_body: BodyReader) -> list[bytes]:
-        """The answer's body in pieces; raises the ``TfaasError`` to answer with."""
+    async def __call__(self, method: str, content_type: str | None, read_body: BodyReader) -> RestAnswer:
+        """The answer to ``method /``; raises the ``TfaasError`` to answer with."""
+        if method == "OPTIONS":
+            return RestAnswer([], ALLOWED)
+        if method != "POST":
+            raise MethodNotAllowed(f"Method {method} is not allowed for /", ALLOWED)
+        return RestAnswer(await self._predict(content_type, read_body))
+
+    async def _predict(self, content_type: str | None, read_body: BodyReader) -> list[bytes]:
+        """``POST /``: the answer's body in pieces."""
         with self._service.recorded("predict") as record:
             data = await read_body()
             if len(data) > LOOP_BODY_BYTES or (content_type or "").lower().startswith("multipart/"):

@@ -30,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.fronts import sts, tf_serving_rest
 from tfaas.fronts.sts import StsFront
-from tfaas.fronts.tf_serving_rest import TfServingRest
+from tfaas.fronts.tf_serving_rest import RestAnswer, TfServingRest
 from tfaas.inference.service import InferenceService
 from tfaas.logs import ACCESS_LOG_FORMAT
 from tfaas.server import cors
@@ -55,7 +55,7 @@ class ClientDisconnected(TfaasError):
 
 class AsgiFront:
     """The ASGI app of one worker over ``service``, with ``wsgi_app`` (the Flask app) for everything but
-    ``/v1`` and ``POST /``; ``threads`` sizes the Flask app's thread pool."""
+    ``/v1`` and ``/``; ``threads`` sizes the Flask app's thread pool."""
 
     def __init__(self, service: InferenceService, wsgi_app: Flask, threads: int) -> None:
         self._rest = TfServingRest(service)
@@ -82,7 +82,7 @@ class AsgiFront:
             return
         if tf_serving_rest.serves(path):
             await _answer(send, method, self._rest_answer(scope, receive))
-        elif sts.serves(method, path):
+        elif sts.serves(path):
             await _answer(send, method, self._sts_answer(scope, receive))
         else:
             await self._wsgi(scope, receive, send)
@@ -96,18 +96,24 @@ class AsgiFront:
             scope.get("query_string", b"").decode("latin-1"),
             lambda: _origin(scope),
         )
-        if answer.allowed:
-            return answer.parts, [(b"allow", ", ".join(answer.allowed).encode())]
-        return answer.parts, [(b"content-type", answer.content_type.encode("latin-1"))]
+        return _with_headers(answer)
 
     async def _sts_answer(self, scope: Scope, receive: Receive) -> tuple[list[bytes], Headers]:
-        """A ``POST /`` request's answer from Simple TensorFlow Serving's front."""
+        """A ``/`` request's answer from Simple TensorFlow Serving's front."""
         content_type = _header(scope, b"content-type")
-        parts = await self._sts(
+        answer = await self._sts(
+            scope["method"],
             content_type.decode("latin-1") if content_type is not None else None,
             lambda: _read_body(scope, receive, self._max_body),
         )
-        return parts, [_JSON]
+        return _with_headers(answer)
+
+
+def _with_headers(answer: RestAnswer) -> tuple[list[bytes], Headers]:
+    """A front's answer as a body and headers: its content type, or for an ``OPTIONS`` answer its methods."""
+    if answer.allowed:
+        return answer.parts, [(b"allow", ", ".join(answer.allowed).encode())]
+    return answer.parts, [(b"content-type", answer.content_type.encode("latin-1"))]
 
 
 _JSON = (b"content-type", b"application/json")
