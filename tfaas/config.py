@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import json
 import logging
 import math
 import os
@@ -475,18 +477,22 @@ def read_model_config_file(path: str) -> tuple[ModelConfig, ...] | None:
             _reject_unknown_keys(raw, ("models",), path)
             raw = raw.get("models")
         return None if raw is None else _models_from_list(raw, base_dir, path)
-    return models_from_server_config(_read_text_format(path), base_dir, path)
+    text = _read_text(path)
+    if text.lstrip().startswith("{"):
+        models = _sts_json_models(text, path)
+        return None if models is None else _models_from_list(models, base_dir, path)
+    return models_from_server_config(_parse_text_format(text, path), base_dir, path)
 
 
-def _read_text_format(path: str) -> Any:
-    """Parse a ``ModelServerConfig`` text proto file."""
+def _parse_text_format(text: str, path: str) -> Any:
+    """Parse a ``ModelServerConfig`` text proto (read from ``path``)."""
     # NOTE: imported here so that importing tfaas.config stays cheap; neither pulls in TensorFlow.
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(_read_text(path), config)
+        text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise ConfigError(
             f"Error parsing text-format tensorflow.serving.ModelServerConfig from {path}: {exc}"
@@ -543,6 +549,144 @@ def _proto_policy(policy: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
+# Simple TensorFlow Serving's configuration: its JSON model config file, --session_config,
+# --reload_models and --custom_op_paths, as tfaas settings.
+
+_STS_MODEL_KEYS = ("name", "base_path", "platform", "custom_op_paths", "session_config")
+_SESSION_THREADS = {
+    "intra_op_parallelism_threads": "tensorflow_intra_op_parallelism",
+    "inter_op_parallelism_threads": "tensorflow_inter_op_parallelism",
+}
+_SESSION_NOT_APPLIED = (
+    "allow_growth",
+    "per_process_gpu_memory_fraction",
+    "log_device_placement",
+    "allow_soft_placement",
+)
+_SESSION_CONFIG, _RELOAD_MODELS = "sts_session_config", "sts_reload_models"
+
+
+def _sts_json_models(text: str, path: str) -> list[dict[str, Any]]:
+    """STS's JSON model config, ``{"model_config_list": [{"name", "base_path", "platform"}, ...]}``, as
+    YAML-shaped model mappings. A model's ``session_config`` is not applied (logged); its
+    ``custom_op_paths`` must be empty: op libraries are loaded for the whole server (``custom_op_paths``)."""
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{path}: invalid JSON: {error}") from None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("model_config_list"), list):
+        raise ConfigError(f'{path}: expected {{"model_config_list": [...]}} (Simple TensorFlow Serving\'s format)')
+    _reject_unknown_keys(raw, ("model_config_list",), path)
+    models = []
+    for index, entry in enumerate(raw["model_config_list"]):
+        where = f"models[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected an object with name and base_path, got {entry!r} (in {path})")
+        _reject_unknown_keys(entry, _STS_MODEL_KEYS, f"{where} (in {path})")
+        if entry.get("custom_op_paths"):
+            raise ConfigError(f"{where}.custom_op_paths: set custom_op_paths for the whole server instead (in {path})")
+        if entry.get("session_config"):
+            logger.warning("%s: %s.session_config is not applied (see --session_config)", path, where)
+        models.append(
+            {
+                "name": entry.get("name"),
+                "base_path": entry.get("base_path"),
+                "model_platform": entry.get("platform", "tensorflow"),
+            }
+        )
+    return models
+
+
+def _add_sts_flags(parser: argparse.ArgumentParser) -> None:
+    """STS's flags that stand for other options' values (see :func:`_sts_flags`)."""
+    group = parser.add_argument_group("Simple TensorFlow Serving's flags")
+    group.add_argument(
+        "--session_config",
+        dest=_SESSION_CONFIG,
+        default=argparse.SUPPRESS,
+        metavar="JSON",
+        help="STS's session config: intra_op_parallelism_threads and inter_op_parallelism_threads set"
+        " tensorflow_intra_op_parallelism and tensorflow_inter_op_parallelism; allow_growth,"
+        " per_process_gpu_memory_fraction, log_device_placement and allow_soft_placement are accepted and not"
+        " applied.",
+    )
+    group.add_argument(
+        "--reload_models",
+        dest=_RELOAD_MODELS,
+        nargs="?",
+        const="true",
+        default=argparse.SUPPRESS,
+        metavar="BOOL",
+        help="STS's new-version polling: true is what tfaas does anyway (file_system_poll_wait_seconds);"
+        " false scans the model directories once (file_system_poll_wait_seconds 0).",
+    )
+
+
+def _sts_flags(args: argparse.Namespace | None) -> dict[str, Any]:
+    """The options STS's ``--session_config`` and ``--reload_models`` on the command line stand for."""
+    values: dict[str, Any] = {}
+    session_config = getattr(args, _SESSION_CONFIG, None)
+    if session_config is not None:
+        values.update(_session_config(session_config))
+    reload_models = getattr(args, _RELOAD_MODELS, None)
+    if reload_models is not None and not _to_bool(reload_models, "--reload_models"):
+        values["file_system_poll_wait_seconds"] = 0.0
+    return values
+
+
+def _session_config(text: str) -> dict[str, int]:
+    """``--session_config``'s thread counts as tfaas options; its GPU and placement keys are accepted and
+    not applied (a warning says so), any other key refused."""
+    where = "--session_config"
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{where}: invalid JSON: {error}") from None
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object, got {text!r}")
+    _reject_unknown_keys(config, (*_SESSION_THREADS, *_SESSION_NOT_APPLIED), where)
+    not_applied = [key for key in _SESSION_NOT_APPLIED if key in config]
+    if not_applied:
+        logger.warning(
+            "%s: %s not applied: TensorFlow 2 runs the models here, without STS's sessions",
+            where,
+            ", ".join(not_applied),
+        )
+    return {
+        option: _checked(_to_int(config[key], f"{where}.{key}"), _at_least(0), f"{where}.{key}")
+        for key, option in _SESSION_THREADS.items()
+        if key in config
+    }
+
+
+def custom_op_libraries(paths: str) -> list[str]:
+    """The op libraries ``custom_op_paths`` names: each file given, and each directory's ``*.so`` files
+    (sorted), as absolute paths; a ConfigError for a path that does not exist."""
+    problem = _op_paths_problem(paths)
+    if problem is not None:
+        raise ConfigError(f"custom_op_paths: {problem}")
+    libraries = []
+    for path in _op_path_entries(paths):
+        libraries += sorted(glob.glob(os.path.join(glob.escape(path), "*.so"))) if os.path.isdir(path) else [path]
+    return libraries
+
+
+def _op_path_entries(paths: str) -> list[str]:
+    return [os.path.abspath(os.path.expanduser(entry.strip())) for entry in paths.split(",") if entry.strip()]
+
+
+def _op_paths_problem(paths: str) -> str | None:
+    missing = [path for path in _op_path_entries(paths) if not os.path.exists(path)]
+    return f"no such file or directory: {', '.join(missing)}" if missing else None
+
+
+def _check_basic_auth(values: Mapping[str, Any]) -> None:
+    """Refuse basic auth without a password (STS's default, admin:admin, would let anyone in)."""
+    if values["enable_basic_auth"] and not values["basic_auth_password"]:
+        raise ConfigError("basic_auth_password: must be set with enable_basic_auth (STS's --auth_password)")
+
+
+# --------------------------------------------------------------------------------------------------
 # Settings: the option table.
 
 
@@ -552,11 +696,13 @@ def _option(
     *,
     tf_flag: str | None = None,
     flag: str | None = None,
+    aliases: tuple[str, ...] = (),
     path: bool = False,
     check: Check | None = None,
 ) -> Any:
-    """Declare a settings option as a dataclass field; its metadata feeds :data:`OPTIONS`."""
-    meta = {"doc": doc, "tf_flag": tf_flag, "flag": flag, "path": path, "check": check}
+    """Declare a settings option as a dataclass field; its metadata feeds :data:`OPTIONS`. ``aliases`` are
+    other servers' flags for it (Simple TensorFlow Serving's ``--enable_auth``)."""
+    meta = {"doc": doc, "tf_flag": tf_flag, "flag": flag, "aliases": aliases, "path": path, "check": check}
     return field(default=default, metadata={"option": meta})
 
 
@@ -827,6 +973,35 @@ class Settings:
         " disk. Empty: the system's temporary directory.",
         path=True,
     )
+    # ---- Simple TensorFlow Serving's options (its flags are aliases; see also _sts_flags) ----
+    enable_basic_auth: bool = _option(
+        False,
+        "Require HTTP basic auth (basic_auth_username and basic_auth_password) on every route but /health,"
+        " /healthz and /readyz; 401 otherwise.",
+        aliases=("--enable_auth",),
+    )
+    basic_auth_username: str = _option(
+        "admin",
+        "User name of HTTP basic auth.",
+        aliases=("--auth_username",),
+        check=lambda v: "must not contain ':' (RFC 7617)" if ":" in v else None,
+    )
+    basic_auth_password: str = _option(
+        "",
+        "Password of HTTP basic auth; required with enable_basic_auth. Prefer the environment or the YAML"
+        " file to the command line, which other users of the machine may read.",
+        aliases=("--auth_password",),
+    )
+    enable_cors: bool = _option(
+        False, "Allow any origin (CORS) on every response, and answer browsers' preflight OPTIONS requests."
+    )
+    custom_op_paths: str = _option(
+        "",
+        "Comma-separated directories (each of their *.so files) and .so files of TensorFlow op libraries,"
+        " loaded in every worker before its models (relative paths: from the working directory).",
+        check=lambda v: _op_paths_problem(v),
+    )
+    # ---- end of Simple TensorFlow Serving's options ----
     models: tuple[ModelConfig, ...] = ()
     batching_parameters: BatchingParameters = field(default_factory=BatchingParameters)
     """Parsed from ``batching_parameters_file`` (TF Serving's defaults without one)."""
@@ -849,15 +1024,16 @@ class Option:
     doc: str
     tf_flag: str | None = None
     flag: str | None = None
+    aliases: tuple[str, ...] = ()
     path: bool = False
     check: Check | None = None
 
     @property
     def flags(self) -> tuple[str, ...]:
-        """Command-line spellings: TF Serving's underscores first, then the dashed alias."""
+        """Command-line spellings: TF Serving's underscores first, then the dashed alias, then other servers'."""
         primary = self.flag or f"--{self.name}"
         dashed = primary.replace("_", "-")
-        return (primary,) if dashed == primary else (primary, dashed)
+        return ((primary,) if dashed == primary else (primary, dashed)) + self.aliases
 
     @property
     def env(self) -> str:
@@ -898,6 +1074,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="PATH" if option.path else option.type.__name__.upper(),
             help=f"{option.doc} [env {option.env}; default {option.default!r}]".replace("%", "%%"),
         )
+    _add_sts_flags(parser)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -915,7 +1092,7 @@ class _Layer:
 
 def _cli_layer(args: argparse.Namespace | None) -> _Layer:
     """Options given on the command line (attributes that are absent or ``None`` were not given)."""
-    given = {}
+    given = _sts_flags(args)  # NOTE: first: tfaas's own flags win over what STS's stand for
     for option in OPTIONS:
         value = getattr(args, option.name, None)
         if value is not None:
@@ -1015,6 +1192,7 @@ def load_settings(args: argparse.Namespace | None, environ: Mapping[str, str] = 
     values = {option.name: _option_value(option, layers) for option in OPTIONS}
     _check_retry_delays(values)
     _check_ports(values)
+    _check_basic_auth(values)
     return Settings(
         **values,
         models=_build_models(values, file_models, config_file),

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from tests.asgi_client import worker_client
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument
-from tfaas.fronts import tf_serving_rest
+from tfaas.fronts import sts, tf_serving_rest
 from tfaas.inference.service import InferenceService
 from tfaas.model_repository import check_model_name
 from tfaas.server.app import create_app
@@ -57,6 +57,8 @@ def test_every_documented_path_is_routed(flask_app, method, path):
     concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
     if tf_serving_rest.serves(concrete):
         assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
+    elif sts.serves(concrete):
+        assert method == "post"
     else:
         endpoint, _ = flask_app.url_map.bind("localhost").match(concrete, method=method.upper())
         assert endpoint

@@ -112,10 +112,7 @@ def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> l
             return [key + parts[0] + b"}"]
         parts = [key, *parts, b"}"]
     elif columnar:
-        parts = [key, b"{"]
-        for alias in aliases:
-            parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
-        parts[-1] = b"}}"
+        parts = [key, *named_tensors_parts(outputs), b"}"]
     else:
         parts = [key, *_rows_parts(outputs, aliases), b"}"]
     return parts if sum(map(len, parts)) > JOINED_BYTES else [b"".join(parts)]
@@ -123,6 +120,16 @@ def encode_predict_parts(outputs: Mapping[str, np.ndarray], columnar: bool) -> l
 
 JOINED_BYTES = 1 << 20
 """Answers up to this size are one piece (one message to send)."""
+
+
+def named_tensors_parts(outputs: Mapping[str, np.ndarray]) -> list[bytes]:
+    """``{"alias": tensor, ...}`` (aliases sorted; TF Serving's float and bytes conventions) in pieces to be
+    joined: the ``outputs`` object of a columnar answer, and Simple TensorFlow Serving's whole answer."""
+    parts = [b"{"]
+    for alias in sorted(outputs):
+        parts += [orjson.dumps(alias), b":", *_tensor_parts(alias, outputs[alias]), b","]
+    parts[-1] = b"}" if outputs else b"{}"
+    return parts
 
 
 # --- decoding -------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@ status, and a model list (TF Serving has no such call; its users have asked sinc
 
 Paths are matched with TF Serving's own (case-insensitive) patterns, so the same URLs match and the same
 URLs are refused: a model name cannot contain ``/`` or ``:``, a version is decimal, and anything else under
-``/v1`` is a 400 "Malformed request". A known path asked with another method is a 405 whose ``Allow``
-names the path's methods; ``OPTIONS`` answers with them.
+``/v1`` is a 400 "Malformed request" — but for Simple TensorFlow Serving's ``/v1/models/<name>/gen_json``
+and ``gen_client``, paths TF Serving does not have (:mod:`tfaas.fronts.sts_clients` answers them). A known
+path asked with another method is a 405 whose ``Allow`` names the path's methods; ``OPTIONS`` answers with
+them.
 
 A small predict body (up to ``LOOP_BODY_BYTES``) is parsed and its answer encoded on the event loop, the
 model call awaited (:meth:`InferenceService.predict_async`); a larger one does all its work on the
@@ -17,9 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
+from urllib.parse import parse_qs
 
 from tfaas.codecs import tf_serving_json as codec
 from tfaas.errors import InvalidArgument, MethodNotAllowed
+from tfaas.fronts import sts_clients
 from tfaas.inference.service import InferenceService
 from tfaas.server_core import ModelSpec
 from tfaas.tf_serving import INT64_MAX
@@ -34,6 +38,7 @@ _SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<l
 _POST_PATH = re.compile(_SPEC + r":(?P<verb>predict|classify|regress)", re.IGNORECASE)
 _GET_PATH = re.compile(_SPEC + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _LIST_PATH = re.compile(r"/v1/models/?", re.IGNORECASE)
+_STS_PATH = re.compile(r"/v1/models/(?P<name>[^/:]+)/(?P<call>gen_json|gen_client)")  # NOTE: as STS's, case-sensitive
 _POST_METHODS = ("OPTIONS", "POST")
 _GET_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -45,11 +50,12 @@ def serves(path: str) -> bool:
 
 @dataclass
 class RestAnswer:
-    """A response: its body in pieces (see ``json_tensor.encode_predict_parts``), JSON unless ``allowed``
-    is set (an ``OPTIONS`` answer, with no body)."""
+    """A response: its body in pieces (see ``json_tensor.encode_predict_parts``) and its content type;
+    ``allowed`` is set for an ``OPTIONS`` answer, with no body and no type."""
 
     parts: list[bytes]
     allowed: tuple[str, ...] = field(default=())
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,25 @@ class TfServingRest:
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
-    async def __call__(self, method: str, path: str, read_body: BodyReader) -> RestAnswer:
-        """The answer to ``method path``, whose body ``read_body`` reads; raises what TF Serving answers with."""
+    async def __call__(
+        self, method: str, path: str, read_body: BodyReader, query: str = "", origin: Callable[[], str] = lambda: ""
+    ) -> RestAnswer:
+        """The answer to ``method path``, whose body ``read_body`` reads; raises what TF Serving answers with.
+
+        ``query`` (the query string) and ``origin`` (which tells ``http://host:port`` as the client reached
+        the server) matter to ``gen_client`` only.
+        """
         with self._service.recorded("other") as record:
             route = resolve(method, path)
             record.api, record.model = route.api, route.spec.name if route.spec is not None else ""
             if route.allowed:
                 return RestAnswer([], route.allowed)
+            if route.api == "gen_client":
+                language = parse_qs(query).get("language", [""])[0]
+                source = await self._service.in_pool(
+                    sts_clients.gen_client, self._service, route.spec, language, origin()
+                )
+                return RestAnswer([source], content_type="text/plain; charset=utf-8")
             data = await read_body() if method == "POST" else b""
             if route.api == "predict":
                 return RestAnswer(await self._predict(route.spec, data))
@@ -101,6 +119,10 @@ def resolve(method: str, path: str) -> Route:
     elif _LIST_PATH.fullmatch(path):
         if method in ("GET", "HEAD"):
             return Route("list")
+        allowed = _GET_METHODS
+    elif sts := _STS_PATH.fullmatch(path):
+        if method in ("GET", "HEAD"):
+            return Route(sts.group("call"), ModelSpec(sts.group("name")))
         allowed = _GET_METHODS
     else:
         raise InvalidArgument(f"Malformed request: {method} {path}")
@@ -153,11 +175,17 @@ def _list(service: InferenceService, spec: None, data: bytes) -> bytes:
     return codec.models_answer(service.list_models())
 
 
+def _gen_json(service: InferenceService, spec: ModelSpec, data: bytes) -> bytes:
+    """Simple TensorFlow Serving's ``GET /v1/models/<name>/gen_json``: an example request for ``POST /``."""
+    return sts_clients.gen_json(service, spec)
+
+
 _CALLS: dict[str, Callable[..., bytes]] = {
     "classify": _classify,
     "regress": _regress,
     "metadata": _metadata,
     "status": _status,
     "list": _list,
+    "gen_json": _gen_json,
 }
 """The calls other than predict, by API: each runs on the service's pool."""

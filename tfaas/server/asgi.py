@@ -1,5 +1,8 @@
 """The ASGI front of a worker, its HTTP transport: TF Serving's ``/v1`` API served natively by its REST
-front (:mod:`tfaas.fronts.tf_serving_rest`), every other request passed to the Flask app.
+front (:mod:`tfaas.fronts.tf_serving_rest`), Simple TensorFlow Serving's ``POST /`` by its front
+(:mod:`tfaas.fronts.sts`), every other request passed to the Flask app. In front of all of them, when the
+settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic authentication
+(:mod:`tfaas.server.basic_auth`).
 
 Why: under ``wrk -c32`` on dense42, gunicorn's ``gthread`` worker and Flask cost about half of the
 GIL-holding time of a batch-1 predict (py-spy). Served by uvicorn (C HTTP parser, uvloop), with ``/v1``
@@ -7,27 +10,31 @@ skipping Flask's contexts and hooks, the same worker answered about twice the re
 (perf/RESULTS.md). The Flask app serves health, metrics, the OpenAPI document and TFaaS's API: its routes
 are WSGI, run on a thread pool by ``a2wsgi``.
 
-Here a ``/v1`` request's body is read on the event loop (bounded by ``max_request_body_bytes``), the
-REST front answers it, and an error it raises is written as ``{"error": ...}`` (:func:`error_answer`, the
-Flask app's mapping too). Every response carries its Content-Length, and an access line is written in
-gunicorn's format when ``gunicorn.access`` has a handler.
+Here a ``/v1`` or ``POST /`` request's body is read on the event loop (bounded by
+``max_request_body_bytes``), its front answers it, and an error it raises is written as ``{"error": ...}``
+(:func:`error_answer`, the Flask app's mapping too). Every response carries its Content-Length, and an
+access line is written in gunicorn's format when ``gunicorn.access`` has a handler.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tfaas.errors import PayloadTooLarge, TfaasError
-from tfaas.fronts import tf_serving_rest
-from tfaas.fronts.tf_serving_rest import TfServingRest
+from tfaas.fronts import sts, tf_serving_rest
+from tfaas.fronts.sts import StsFront
+from tfaas.fronts.tf_serving_rest import RestAnswer, TfServingRest
 from tfaas.inference.service import InferenceService
 from tfaas.logs import ACCESS_LOG_FORMAT
+from tfaas.server import cors
+from tfaas.server.basic_auth import CHALLENGE, BasicAuth
 from tfaas.server.errors import error_answer
 
 _access_log = logging.getLogger("gunicorn.access")
@@ -48,11 +55,15 @@ class ClientDisconnected(TfaasError):
 
 class AsgiFront:
     """The ASGI app of one worker over ``service``, with ``wsgi_app`` (the Flask app) for everything but
-    ``/v1``; ``threads`` sizes the Flask app's thread pool."""
+    ``/v1`` and ``/``; ``threads`` sizes the Flask app's thread pool."""
 
     def __init__(self, service: InferenceService, wsgi_app: Flask, threads: int) -> None:
         self._rest = TfServingRest(service)
-        self._max_body = service.core.settings.max_request_body_bytes
+        self._sts = StsFront(service)
+        settings = service.core.settings
+        self._max_body = settings.max_request_body_bytes
+        self._auth = BasicAuth.from_settings(settings)
+        self._cors = settings.enable_cors
         self._wsgi = WSGIMiddleware(_input_terminated(wsgi_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,28 +71,71 @@ class AsgiFront:
             return
         if _access_log.handlers:
             send = _AccessLine(scope, send, time.perf_counter())
-        if tf_serving_rest.serves(scope["path"]):
-            await self._serve_rest(scope, receive, send)
+        method, path, headers = scope["method"], scope["path"], scope["headers"]
+        if self._cors:
+            send = cors.allowing_any_origin(send)
+            if cors.is_preflight(method, headers):
+                await _respond(send, method, 200, [], cors.preflight_headers(headers))
+                return
+        if self._auth is not None and not self._auth.allows(path, headers):
+            await _respond_error(send, method, self._auth.refusal(), [CHALLENGE])
+            return
+        if tf_serving_rest.serves(path):
+            await _answer(send, method, self._rest_answer(scope, receive))
+        elif sts.serves(path):
+            await _answer(send, method, self._sts_answer(scope, receive))
         else:
             await self._wsgi(scope, receive, send)
 
-    async def _serve_rest(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a ``/v1`` request with its REST front's answer, or with the error it raised."""
-        method = scope["method"]
-        try:
-            answer = await self._rest(method, scope["path"], lambda: _read_body(scope, receive, self._max_body))
-        except ClientDisconnected:
-            return
-        except Exception as exc:
-            status, body, headers = error_answer(exc)
-            encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-            await _respond(send, method, status, [body], [_JSON, *encoded])
-            return
-        headers = [(b"allow", ", ".join(answer.allowed).encode())] if answer.allowed else [_JSON]
-        await _respond(send, method, 200, answer.parts, headers)
+    async def _rest_answer(self, scope: Scope, receive: Receive) -> tuple[list[bytes], Headers]:
+        """A ``/v1`` request's answer from TF Serving's REST front."""
+        answer = await self._rest(
+            scope["method"],
+            scope["path"],
+            lambda: _read_body(scope, receive, self._max_body),
+            scope.get("query_string", b"").decode("latin-1"),
+            lambda: _origin(scope),
+        )
+        return _with_headers(answer)
+
+    async def _sts_answer(self, scope: Scope, receive: Receive) -> tuple[list[bytes], Headers]:
+        """A ``/`` request's answer from Simple TensorFlow Serving's front."""
+        content_type = _header(scope, b"content-type")
+        answer = await self._sts(
+            scope["method"],
+            content_type.decode("latin-1") if content_type is not None else None,
+            lambda: _read_body(scope, receive, self._max_body),
+        )
+        return _with_headers(answer)
+
+
+def _with_headers(answer: RestAnswer) -> tuple[list[bytes], Headers]:
+    """A front's answer as a body and headers: its content type, or for an ``OPTIONS`` answer its methods."""
+    if answer.allowed:
+        return answer.parts, [(b"allow", ", ".join(answer.allowed).encode())]
+    return answer.parts, [(b"content-type", answer.content_type.encode("latin-1"))]
 
 
 _JSON = (b"content-type", b"application/json")
+
+
+async def _answer(send: Send, method: str, answer: Awaitable[tuple[list[bytes], Headers]]) -> None:
+    """Send a front's answer (its body in pieces and its headers), or the error it raised."""
+    try:
+        parts, headers = await answer
+    except ClientDisconnected:
+        return
+    except Exception as exc:
+        await _respond_error(send, method, exc)
+        return
+    await _respond(send, method, 200, parts, headers)
+
+
+async def _respond_error(send: Send, method: str, exc: Exception, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Send the ``{"error": ...}`` answer to ``exc`` (see :func:`error_answer`), with ``extra`` headers."""
+    status, body, headers = error_answer(exc)
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    await _respond(send, method, status, [body], [_JSON, *encoded, *extra])
 
 
 async def _respond(send: Send, method: str, status: int, parts: list[bytes], headers: Headers) -> None:
@@ -146,13 +200,29 @@ _TOO_LARGE = RequestEntityTooLarge.description
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the request's first header ``name`` (lower case), if it has one."""
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
+_HOST = re.compile(rb"[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+
+
+def _origin(scope: Scope) -> str:
+    """``scheme://host[:port]`` as the client reached this server: its ``Host`` header where that is a host
+    name or address (the answer may be code a client runs), else the address the connection came in on."""
+    host = _header(scope, b"host")
+    if host is None or not _HOST.fullmatch(host):
+        address, port = scope.get("server") or ("127.0.0.1", 80)
+        host = (f"[{address}]" if ":" in address else address).encode() + f":{port}".encode()
+    return f"{scope.get('scheme', 'http')}://{host.decode('ascii')}"
 
 
 class _AccessLine:

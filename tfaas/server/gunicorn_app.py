@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from tfaas.config import Settings
+from tfaas.config import Settings, custom_op_libraries
 from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
@@ -112,6 +112,7 @@ class TfaasApplication(BaseApplication):
         with native_lines_logged(logging.getLogger("tensorflow")):
             import tensorflow  # noqa: F401 - its C++ start-up lines come out as our log lines
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
+        tf_runtime.load_op_libraries(custom_op_libraries(s.custom_op_paths))
         lifecycle = RemoteLifecycle(self.coordinator.address, self.coordinator.authkey)
         self.core = ServerCore(s, lifecycle=lifecycle, rotation=self.rotation)
         self.core.start()

@@ -6,8 +6,10 @@
   (``ServerCore.is_ready()``: the configured models, and the model repository's models present at
   start), else 503 with ``Retry-After``. The port opens before models load, so this, not a TCP
   probe, tells when to send traffic.
+- ``GET /health``: Simple TensorFlow Serving's liveness probe, answered as STS does (``healthy``, as
+  ``text/html``), whenever ``/healthz`` would be.
 
-Both answer JSON: ``{"status": "alive"}``; ``{"status": "ready" | "not ready", "models": {name:
+tfaas's two answer JSON: ``{"status": "alive"}``; ``{"status": "ready" | "not ready", "models": {name:
 [available versions, highest first]}}``, and when not ready ``"not_ready": {name: why}``.
 """
 
@@ -33,6 +35,12 @@ def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | 
 def healthz() -> Response:
     """``GET /healthz``: the process is up and serving HTTP."""
     return _json({"status": "alive"})
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    """``GET /health``: Simple TensorFlow Serving's probe; its body and type (Flask's default) unchanged."""
+    return Response("healthy", mimetype="text/html")
 
 
 @blueprint.get("/readyz")
