@@ -719,6 +719,13 @@ class Settings:
         tf_flag="--rest_api_port",
         check=_between(1, 65535),
     )
+    rest_api_timeout_in_ms: int = _option(
+        30000,
+        "Longest a REST API call may take, in milliseconds (TF Serving's flag and default); past it the call is"
+        " answered 504 DEADLINE_EXCEEDED. 0: no limit. gRPC calls carry their clients' own deadlines.",
+        tf_flag="--rest_api_timeout_in_ms",
+        check=_at_least(0),
+    )
     host: str = _option("0.0.0.0", "Address the REST and gRPC APIs bind to.", check=_non_empty)
     grpc_port: int = _option(
         8500,

@@ -96,6 +96,13 @@ class Unavailable(TfaasError):
     http_status = 503
 
 
+class DeadlineExceeded(TfaasError):
+    """The request took longer than the server allows it (HTTP 504, as TF Serving maps the code)."""
+
+    code = "DEADLINE_EXCEEDED"
+    http_status = 504
+
+
 class Unimplemented(TfaasError):
     """The request asks for something this server does not support (HTTP 501)."""
 

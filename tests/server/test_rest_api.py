@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,41 @@ def test_head_has_the_get_answers_length_and_no_body(client):
         get, head = client.get(path), client.head(path)
         assert head.status_code == get.status_code and head.data == b"", path
         assert head.content_length == len(get.data) > 0 and head.mimetype == "application/json", path
+
+
+class Sleepy(TimesVersion):
+    """Takes a second over every call."""
+
+    def run(self, signature_name, inputs):
+        time.sleep(1.0)
+        return super().run(signature_name, inputs)
+
+
+class SleepyLoader(TimesVersionLoader):
+    def load(self) -> Sleepy:
+        return Sleepy(self.id)
+
+
+def test_a_call_past_rest_api_timeout_in_ms_is_a_504_deadline_exceeded(tmp_path: Path):
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "saved_model.pb").write_bytes(b"fake")
+    settings = Settings(
+        enable_batching=False,
+        models=(ModelConfig(name="m", base_path=str(tmp_path / "m")),),
+        version_settle_seconds=0,
+        file_system_poll_wait_seconds=-1,
+        rest_api_timeout_in_ms=200,
+    )
+    core = ServerCore(settings, loader_factory=SleepyLoader)
+    core.start()
+    try:
+        assert core.wait_until_ready(5)
+        with worker_client(core) as client:
+            response = client.post("/v1/models/m:predict", json={"instances": [[1.0]]})
+            assert response.status_code == 504  # NOTE: the call itself would have answered 200, after 1 s
+            assert response.json == {"error": "Deadline exceeded: the request took longer than 200 ms"}
+            assert client.get("/v1/models/m").status_code == 200  # NOTE: a quick call is unaffected
+        text = core.metrics.render().decode()
+        assert re.search(r':tensorflow:serving:request_count\{model_name="m",status="DEADLINE_EXCEEDED"\} 1', text)
+    finally:
+        core.stop()

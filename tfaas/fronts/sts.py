@@ -38,6 +38,7 @@ class StsFront:
 
     def __init__(self, service: InferenceService) -> None:
         self._service = service
+        self._timeout_ms = service.core.settings.rest_api_timeout_in_ms
 
     async def __call__(self, method: str, content_type: str | None, read_body: BodyReader) -> RestAnswer:
         """The answer to ``method /``; raises the ``TfaasError`` to answer with."""
@@ -49,7 +50,7 @@ class StsFront:
 
     async def _predict(self, content_type: str | None, read_body: BodyReader) -> list[bytes]:
         """``POST /``: the answer's body in pieces."""
-        with self._service.recorded("predict") as record:
+        async with self._service.recorded_async("predict", timeout_ms=self._timeout_ms) as record:
             data = await read_body()
             if len(data) > LOOP_BODY_BYTES or (content_type or "").lower().startswith("multipart/"):
                 return await self._service.in_pool(self._predict_on_this_thread, data, content_type, record)

@@ -73,6 +73,7 @@ class TfServingRest:
 
     def __init__(self, service: InferenceService) -> None:
         self._service = service
+        self._timeout_ms = service.core.settings.rest_api_timeout_in_ms
 
     async def __call__(
         self, method: str, path: str, read_body: BodyReader, query: str = "", origin: Callable[[], str] = lambda: ""
@@ -82,7 +83,7 @@ class TfServingRest:
         ``query`` (the query string) and ``origin`` (which tells ``http://host:port`` as the client reached
         the server) matter to ``gen_client`` only.
         """
-        with self._service.recorded("other") as record:
+        async with self._service.recorded_async("other", timeout_ms=self._timeout_ms) as record:
             route = resolve(method, path)
             record.api, record.model = route.api, route.spec.name if route.spec is not None else ""
             if route.allowed:

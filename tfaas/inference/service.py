@@ -19,8 +19,8 @@ import contextvars
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ManagerState, ServableState
 from tfaas.errors import InvalidArgument, SignatureNotFound, Unavailable
 from tfaas.inference import request_metrics
+from tfaas.inference.deadline import deadline
 from tfaas.inference.request_metrics import REST, RequestRecord
 from tfaas.inference.types import (
     ClassifyResult,
@@ -76,6 +77,17 @@ class InferenceService:
         front's work on it, parse and encode included (see :mod:`tfaas.inference.request_metrics`)."""
         with request_metrics.recorded(self.core, api, model, entrypoint) as record:
             yield record
+
+    @asynccontextmanager
+    async def recorded_async(
+        self, api: str, model: str = "", entrypoint: str = REST, timeout_ms: int = 0
+    ) -> AsyncIterator[RequestRecord]:
+        """:meth:`recorded` for a front on the event loop, its ``async with`` body bounded to ``timeout_ms``
+        (0: no bound; see :func:`~tfaas.inference.deadline.deadline`): one past it is counted and answered
+        as DEADLINE_EXCEEDED."""
+        with self.recorded(api, model, entrypoint) as record:
+            async with deadline(timeout_ms):
+                yield record
 
     async def in_pool(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the service's pool, in the calling request's context, awaited."""
