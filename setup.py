@@ -57,6 +57,10 @@ setup(
             # Fuzzes the running server from its own /openapi.json (tests/e2e/test_openapi_fuzz.py), with the
             # config-file dictionaries of the version it was written against.
             "schemathesis>=4.32,<5",
+            # Validates deploy/'s manifests offline against Kubernetes' own schemas (1.37 ships those of
+            # Kubernetes 1.37). KServe's SDK, for its objects, pins protobuf<7: the test installs it in a
+            # venv of its own (tests/deploy/test_kubernetes_manifests.py).
+            "kubernetes-validate>=1.37",
         ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},

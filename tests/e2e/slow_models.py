@@ -6,7 +6,7 @@ runs these sleeps one at a time: concurrent slow requests queue inside the worke
 
 - :func:`write_sleepy_model`: ``serving_default`` takes ``x`` float [None] and answers ``y = x`` after
   sleeping ``max(x)`` seconds (a slow request).
-- :func:`write_slow_loading_model`: ``serving_default`` is ``y = 0.5 * x + 2`` (``x`` float [None, 1]);
+- :func:`write_slow_loading_model`: ``serving_default`` is ``y = 0.5 * x + bias`` (``x`` float [None, 1]);
   loading it takes ``seconds`` more, because it holds a resource whose initializer sleeps, and
   ``tf.saved_model.load`` runs resource initializers (as it fills a lookup table from a vocabulary).
 """
@@ -41,8 +41,8 @@ def write_sleepy_model(path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
-def write_slow_loading_model(path: Path, seconds: float) -> None:
-    """Write ``y = 0.5 * x + 2`` to ``path``, as a SavedModel whose load takes ``seconds`` longer."""
+def write_slow_loading_model(path: Path, seconds: float, bias: float = 2.0) -> None:
+    """Write ``y = 0.5 * x + bias`` to ``path``, as a SavedModel whose load takes ``seconds`` longer."""
     import tensorflow as tf
 
     class SlowToInitialize(tf.saved_model.experimental.TrackableResource):
@@ -52,10 +52,10 @@ def write_slow_loading_model(path: Path, seconds: float) -> None:
             return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
 
         def _initialize(self) -> tf.Operation:
-            value = _sleep(tf, int(seconds * 1e6)) + 2.0
+            value = _sleep(tf, int(seconds * 1e6)) + bias
             return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=value)
 
-    class HalfPlusTwo(tf.Module):
+    class HalfPlus(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.bias = SlowToInitialize()
@@ -65,5 +65,5 @@ def write_slow_loading_model(path: Path, seconds: float) -> None:
             bias = tf.raw_ops.ReadVariableOp(resource=self.bias.resource_handle, dtype=tf.float32)
             return {"y": 0.5 * x + bias}
 
-    module = HalfPlusTwo()
+    module = HalfPlus()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
