@@ -229,8 +229,9 @@ class InferenceService:
     def reload_config(self, models: Sequence[ModelConfig]) -> None:
         """Serve exactly ``models`` from now on (TF Serving's ``HandleReloadConfigRequest``): new ones load,
         those left out unload, changed ones follow their new policy. Returns once every model of the new
-        config serves, as TF Serving's does; ``Unavailable`` with the reasons when one failed to load or did
-        not serve within ``reload_wait_seconds`` (the new config stays in force either way)."""
+        config serves (no version of it still loading), as TF Serving's does; ``Unavailable`` with the reasons
+        when one failed to load or did not serve within ``reload_wait_seconds`` (the new config stays in force
+        either way)."""
         self.core.set_model_config(models)
         names = [model.name for model in models]
         self.core.wait_until(lambda: all(self._settled(name) for name in names), self._reload_wait_seconds)
@@ -243,7 +244,8 @@ class InferenceService:
 
     def load_model(self, name: str) -> None:
         """Serve ``name``, a configured model or one of the model repository, again after an unload (or now,
-        when it was just copied into the repository). Returns once it serves, as Triton's load does;
+        when it was just copied into the repository). Returns once it serves and no version of it is still
+        loading, as Triton's load does;
         ``NotFound`` when there is no such model, ``Unavailable`` with the reason when it failed to load or
         did not serve within ``reload_wait_seconds`` (it is loaded as asked either way)."""
         if not self.core.set_model_loaded(name, True):
@@ -282,12 +284,10 @@ class InferenceService:
         return reasons
 
     def _settled(self, name: str) -> bool:
-        """Whether ``name`` serves, or has a version that failed to load and none still loading."""
-        if self.core.available_versions(name):
-            return True
+        """Whether ``name`` has no version still loading, and serves one or has one that failed to load."""
         states = self.core.states(name).values()
         loading = any(s.state in (ManagerState.START, ManagerState.LOADING) for s in states)
-        return not loading and any(s.error for s in states)
+        return not loading and (bool(self.core.available_versions(name)) or any(s.error for s in states))
 
     def _handle(self, spec: ModelSpec) -> ServableHandle:
         """A handle on the version ``spec`` resolves to; the request's metrics are labelled with it."""
