@@ -61,6 +61,9 @@ setup(
             # Kubernetes 1.37). KServe's SDK, for its objects, pins protobuf<7: the test installs it in a
             # venv of its own (tests/deploy/test_kubernetes_manifests.py).
             "kubernetes-validate>=1.37",
+            # tritonclient[http,grpc] drives the Open Inference Protocol's tests, but its gRPC client pins
+            # protobuf<7 (and ml-dtypes<=0.5.4) where the server needs protobuf 7: the tests install it in a venv
+            # of their own (tests/e2e/triton.py), as the PAI-EAS SDK's.
         ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},
