@@ -156,8 +156,8 @@ def test_inputs_fit_the_signature_by_name_datatype_and_shape():
 def test_an_output_v2_cannot_express_and_unsupported_extensions():
     with pytest.raises(Unimplemented, match="Output 'c' has type complex64"):
         v2.datatype_of(np.zeros(1, np.complex64), "c")
-    with pytest.raises(Unimplemented, match="shared memory is not supported"):
+    with pytest.raises(InvalidArgument, match="shared memory is not supported"):
         v2.check_tensor_parameters({"shared_memory_region": "r"}, "x")
-    with pytest.raises(Unimplemented, match="classification extension"):
+    with pytest.raises(InvalidArgument, match="classification extension"):
         v2.check_tensor_parameters({"classification": 3}, "y")
     v2.check_tensor_parameters({"binary_data": True, "anything": 1}, "y")

@@ -172,8 +172,8 @@ def test_infer_typed_in_typed_out_and_requested_outputs(call):
         ),
         (
             lambda r: r.inputs[0].parameters["shared_memory_region"].CopyFrom(pb.InferParameter(string_param="r")),
-            "UNIMPLEMENTED",
-            "shared memory",
+            "INVALID_ARGUMENT",
+            "shared memory is not supported",
         ),
     ],
 )

@@ -314,13 +314,13 @@ def test_binary_sizes_are_checked_against_the_body(client):
         assert response.status_code == 400 and message in response.json["error"], (message, response.json)
 
 
-def test_unsupported_extensions_are_501s_and_bodies_over_the_limit_413s(client_for):
+def test_unsupported_extensions_are_400s_and_bodies_over_the_limit_413s(client_for):
     client = client_for(max_request_body_bytes=4096)
     body = infer_body(outputs=[{"name": "y", "parameters": {"classification": 2}}])
-    assert client.post("/v2/models/m/infer", json=body).status_code == 501
+    assert client.post("/v2/models/m/infer", json=body).status_code == 400
     shared = with_input(0, parameters={"shared_memory_region": "r"})
     response = client.post("/v2/models/m/infer", json=shared)
-    assert response.status_code == 501 and "shared memory is not supported" in response.json["error"]
+    assert response.status_code == 400 and "shared memory is not supported" in response.json["error"]
     assert client.post("/v2/models/m/infer", data=b" " * 5000).status_code == 413
     assert client.post("/v2/models/m/infer", data=b"{").status_code == 400
 
@@ -375,7 +375,8 @@ def test_index_load_and_unload(client_for):
 
     assert client.post("/v2/repository/models/nope/load").status_code == 404
     override = client.post("/v2/repository/models/m/load", json={"parameters": {"config": "{}"}})
-    assert override.status_code == 501
+    assert override.status_code == 400 and "not supported" in override.json["error"]
+    assert client.post("/v2/repository/models/m/load", json={"parameters": [1]}).status_code == 400
     assert client.post("/v2/repository/index", json={"ready": "yes"}).status_code == 400
 
 

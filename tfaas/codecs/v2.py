@@ -112,12 +112,14 @@ def signature_name(parameters: Mapping[str, Any]) -> str:
 
 
 def check_tensor_parameters(parameters: Mapping[str, Any], tensor: str) -> None:
-    """``Unimplemented`` for the parameters of Triton's extensions tfaas does not serve, on an input or a
-    requested output (anything else is ignored, as the protocol lets a server do)."""
+    """``InvalidArgument`` for the parameters of Triton's extensions tfaas does not serve, on an input or a
+    requested output (anything else is ignored, as the protocol lets a server do).
+
+    NOTE: a 400, not a 501: the client chose to send them, and no client input gets a 5xx."""
     if any(key.startswith("shared_memory_") for key in parameters):
-        raise Unimplemented(f"Tensor '{tensor}': shared memory is not supported; send the data in the request")
+        raise InvalidArgument(f"Tensor '{tensor}': shared memory is not supported; send the data in the request")
     if "classification" in parameters:
-        raise Unimplemented(f"Output '{tensor}': the classification extension is not supported")
+        raise InvalidArgument(f"Output '{tensor}': the classification extension is not supported")
 
 
 # ---- datatypes and shapes ---------------------------------------------------------------------------

@@ -285,6 +285,17 @@ def request_object(data: bytes | bytearray) -> dict[str, Any]:
     return _object(_loads(data), "The request body") if data.strip() else {}
 
 
+def check_load_parameters(body: Mapping[str, Any]) -> None:
+    """``InvalidArgument`` for a load that sends a model config or files (Triton's ``config`` and ``file:``
+    parameters): a load serves the model as configured or as the model repository holds it."""
+    parameters = _parameters(body.get("parameters"), "The load's")
+    if "config" in parameters or any(key.startswith("file:") for key in parameters):
+        raise InvalidArgument(
+            "A load serves the model as configured or as in the model repository: a config or files sent with"
+            " the request are not supported"
+        )
+
+
 def index_ready_only(body: Mapping[str, Any]) -> bool:
     """Whether a repository index request asks for the ready models only (``{"ready": true}``)."""
     ready = body.get("ready", False)

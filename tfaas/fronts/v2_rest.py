@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from tfaas.codecs import v2, v2_json
-from tfaas.errors import MethodNotAllowed, NotFound, Unavailable, Unimplemented
+from tfaas.errors import MethodNotAllowed, NotFound, Unavailable
 from tfaas.fronts import model_management
 from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader, RestAnswer
 from tfaas.inference.request_metrics import V2
@@ -65,9 +65,6 @@ _APIS = {
     "unload": "unload",
 }
 """The metrics' ``api`` label of each call (inference is ``predict``, as from every front)."""
-
-_LOAD_OVERRIDES = "config"
-"""Triton's load parameter (and its ``file:`` ones) that would load a model from what the request sends."""
 
 
 def serves(path: str) -> bool:
@@ -157,14 +154,7 @@ class V2Rest:
 
     async def _load(self, route: Route, read_body: BodyReader, header: Header) -> RestAnswer:
         model_management.check_allowed(self._settings, header("authorization"))
-        parameters = v2_json.request_object(await read_body()).get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise Unimplemented("A load takes no parameters other than an empty object")
-        if _LOAD_OVERRIDES in parameters or any(str(key).startswith("file:") for key in parameters):
-            raise Unimplemented(
-                "A load serves the model as configured or as in the model repository: a config or"
-                " files sent with the request are not supported"
-            )
+        v2_json.check_load_parameters(v2_json.request_object(await read_body()))
         await self._service.in_pool(self._service.load_model, route.name)
         return RestAnswer([v2_json.dumps({"name": route.name, "load": True})])
 
