@@ -3,14 +3,16 @@ worker) driven with tritonclient's HTTP and gRPC clients (``triton.py``), as KSe
 drive theirs.
 
 One server: ``multi`` (``multi_model.py``: every datatype, BYTES in and out; label ``stable``), ``half``
-(versions 1 and 2: ``y = 0.5 x + 2`` and ``+ 3``) and, in its model repository, ``extra`` (``+ 5``), with
-model management on behind an admin token. The same numbers come from TF Serving's REST and gRPC APIs and
-both V2 APIs.
+(versions 1 and 2: ``y = 0.5 x + 2`` and ``+ 3``) and, in its model repository, ``half_plus_two`` (versions 1
+and 2, the latest served: the README's example), with model management on behind an admin token. The same numbers come from TF
+Serving's REST and gRPC APIs and both V2 APIs.
 """
 
 from __future__ import annotations
 
 import base64
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,12 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.e2e.conftest import install_version, model_config, model_config_list
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import REPO, ServerProcess
 from tests.e2e.triton import Triton, install_tritonclient
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +44,8 @@ def server(tmp_path_factory, start_server, half_plus, multi_model: Path, triton:
     root = tmp_path_factory.mktemp("v2")
     install_version(half_plus(2), root / "half", 1)
     install_version(half_plus(3), root / "half", 2)
-    install_version(half_plus(5), root / "repository" / "extra", 1)
+    for version in (1, 2):
+        install_version(half_plus(2), root / "repository" / "half_plus_two", version)
     configs = [
         model_config("multi", multi_model, 'version_labels { key: "stable" value: 1 }'),
         model_config("half", root / "half", "model_version_policy { all {} }"),
@@ -54,7 +59,7 @@ def server(tmp_path_factory, start_server, half_plus, multi_model: Path, triton:
         str(root / "repository"),
         env=management,
     )
-    for model, version in (("multi", 1), ("half", 2), ("half", 1), ("extra", 1)):
+    for model, version in (("multi", 1), ("half", 2), ("half", 1), ("half_plus_two", 2)):
         server.wait_available(model, version)
     return server
 
@@ -203,6 +208,21 @@ def test_triton_only_rpcs_are_unimplemented_over_grpc(server, triton):
         assert error["status"] == "StatusCode.UNIMPLEMENTED" and "POST /v2/repository" in error["message"]
 
 
+def test_reflection_lists_the_service_with_its_methods(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert "inference.GRPCInferenceService" in database.get_services()
+        service = DescriptorPool(database).FindServiceByName("inference.GRPCInferenceService")
+    assert [method.name for method in service.methods] == [
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    ]
+
+
 def test_v2_calls_are_counted_with_their_entrypoint(server, triton):
     x = [["x", "FP32", [1, 1], [4.0], True]]
     triton.run(server, *({"protocol": p, "call": "infer", "model": "half", "inputs": x} for p in ("http", "grpc")))
@@ -216,36 +236,50 @@ def test_v2_calls_are_counted_with_their_entrypoint(server, triton):
 def test_repository_index_unload_and_load_with_the_admin_token(server, triton):
     index = triton.result(server, protocol="http", call="index")
     assert [(e["name"], e.get("version"), e["state"]) for e in index] == [
-        ("extra", "1", "READY"),
         ("half", "2", "READY"),
         ("half", "1", "READY"),
+        ("half_plus_two", "2", "READY"),
         ("multi", "1", "READY"),
     ]
     x = [["x", "FP32", [1, 1], [2.0], True]]
-    refused = triton.error(server, protocol="http", call="unload", model="extra")
+    refused = triton.error(server, protocol="http", call="unload", model="half_plus_two")
     assert refused["status"] == "401" and "Authorization: Bearer" in refused["message"]
 
     unloaded = [
-        {"protocol": "http", "call": "unload", "model": "extra", "headers": AUTHORIZED},
-        {"protocol": "http", "call": "model_ready", "model": "extra"},
-        {"protocol": "grpc", "call": "infer", "model": "extra", "inputs": x},
+        {"protocol": "http", "call": "unload", "model": "half_plus_two", "headers": AUTHORIZED},
+        {"protocol": "http", "call": "model_ready", "model": "half_plus_two"},
+        {"protocol": "grpc", "call": "infer", "model": "half_plus_two", "inputs": x},
         {"protocol": "http", "call": "index"},
     ]
     _, ready, infer, index = triton.run(server, *unloaded)
     assert ready == {"result": False} and infer["error"]["status"] == "StatusCode.NOT_FOUND"
-    assert index["result"][0]["name"] == "extra" and index["result"][0]["state"] in ("UNLOADING", "UNAVAILABLE")
+    states = {(e["name"], e.get("version")): (e["state"], e["reason"]) for e in index["result"]}
+    assert states[("half_plus_two", "2")] in (("UNLOADING", ""), ("UNAVAILABLE", "unloaded"))
     assert server.get("/readyz").status_code == 200
 
     loaded = [
-        {"protocol": "http", "call": "load", "model": "extra", "headers": AUTHORIZED},
-        {"protocol": "grpc", "call": "model_ready", "model": "extra"},
-        {"protocol": "http", "call": "infer", "model": "extra", "inputs": x},
+        {"protocol": "http", "call": "load", "model": "half_plus_two", "headers": AUTHORIZED},
+        {"protocol": "grpc", "call": "model_ready", "model": "half_plus_two"},
+        {"protocol": "http", "call": "infer", "model": "half_plus_two", "inputs": x},
     ]
     load, ready, infer = triton.run(server, *loaded)
     assert load == {"result": None} and ready == {"result": True}
-    assert infer["result"]["outputs"]["y"]["data"] == [6.0]
+    assert infer["result"]["outputs"]["y"]["data"] == [3.0] and infer["result"]["model_version"] == "2"
     missing = triton.error(server, protocol="http", call="load", model="nope", headers=AUTHORIZED)
     assert missing["status"] == "404"
+
+
+def test_readme_examples(server, triton):
+    """The README's tritonclient example, run as it is written, and its curl example's answer, to the byte."""
+    readme = (REPO / "README.md").read_text()
+    code = re.search(r"<!-- v2-client-example -->\n```python\n(.*?)```", readme, re.S)[1]
+    code = code.replace("localhost:8501", server.url.removeprefix("http://"))
+    result = subprocess.run([str(triton.python), "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[[2.5], [3.0]]"]
+    curl = re.search(r"<!-- v2-curl-example -->\n```sh\n(.*?)```", readme, re.S)[1]
+    body, path, answer = re.search(r"-d '(.*?)'.*?localhost:8501(\S+)\n# (.*)\n", curl, re.S).groups()
+    assert server.post(path, data=body).content == answer.encode()
 
 
 # ---- the same numbers from every API --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -57,15 +58,18 @@ class TimesVersion:
         return None
 
 
+@dataclass
 class TimesVersionLoader:
-    def __init__(self, id: ServableId, path: str) -> None:
-        self.id = id
+    """Loads a :class:`TimesVersion` (the loader factory of the cores here)."""
+
+    id: ServableId
+    path: str
 
     def load(self) -> TimesVersion:
         return TimesVersion(self.id)
 
     def unload(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 def write_model(base: Path, *versions: int) -> Path:
