@@ -14,7 +14,10 @@ setup(
     # need 3.11); a newer one is allowed once the suite passes on it.
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["tfaas", "tfaas.*"]),
-    package_data={"tfaas.server": ["openapi.yaml"], "tfaas.protos": ["tfaas.proto", "tf_predict.proto"]},
+    package_data={
+        "tfaas.server": ["openapi.yaml"],
+        "tfaas.protos": ["tfaas.proto", "tf_predict.proto", "open_inference_grpc.proto"],
+    },
     install_requires=[
         "tensorflow>=2.16,<3",
         # TF Serving's own protobuf modules: model_config_list parsing, status and warmup messages.
@@ -61,6 +64,9 @@ setup(
             # Kubernetes 1.37). KServe's SDK, for its objects, pins protobuf<7: the test installs it in a
             # venv of its own (tests/deploy/test_kubernetes_manifests.py).
             "kubernetes-validate>=1.37",
+            # tritonclient[http,grpc] drives the Open Inference Protocol's tests, but its gRPC client pins
+            # protobuf<7 (and ml-dtypes<=0.5.4) where the server needs protobuf 7: the tests install it in a venv
+            # of their own (tests/e2e/triton.py), as the PAI-EAS SDK's.
         ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},

@@ -1,5 +1,5 @@
-"""The committed ``*_pb2.py`` modules are exactly what their ``.proto`` files generate, and speak TFaaS's and
-PAI-EAS's wire formats."""
+"""The committed ``*_pb2.py`` modules are exactly what their ``.proto`` files generate, and speak TFaaS's,
+PAI-EAS's and the Open Inference Protocol's wire formats."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tfaas.protos import open_inference_grpc_pb2 as v2
 from tfaas.protos import tf_predict_pb2, tfaas_pb2
 
 HERE = Path(tfaas_pb2.__file__).parent
 
 
-@pytest.mark.parametrize("proto", ["tfaas.proto", "tf_predict.proto"])
+@pytest.mark.parametrize("proto", ["tfaas.proto", "tf_predict.proto", "open_inference_grpc.proto"])
 def test_generated_module_matches_the_proto(tmp_path, proto):
     pytest.importorskip("grpc_tools", reason="grpcio-tools comes with pip install -e '.[test]'")
     from tfaas.protos.generate import generate
@@ -79,3 +80,60 @@ def test_eas_messages_load_beside_tf_serving_and_another_package_less_copy(tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["s", "[7]", "tensorflow.serving.PredictRequest"]
+
+
+def test_wire_format_matches_the_open_inference_protocol():
+    """Package, service and the field numbers clients (KServe's, Triton's) put on the wire."""
+    assert v2.DESCRIPTOR.package == "inference"
+    service = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert [m.name for m in service.methods] == [
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    ]
+    numbers = {
+        message: {f.name: f.number for f in getattr(v2, message).DESCRIPTOR.fields}
+        for message in ("ModelInferRequest", "ModelInferResponse", "InferTensorContents", "InferParameter")
+    }
+    assert numbers["ModelInferRequest"] == {
+        "model_name": 1,
+        "model_version": 2,
+        "id": 3,
+        "parameters": 4,
+        "inputs": 5,
+        "outputs": 6,
+        "raw_input_contents": 7,
+    }
+    assert numbers["ModelInferResponse"] == {
+        "model_name": 1,
+        "model_version": 2,
+        "id": 3,
+        "parameters": 4,
+        "outputs": 5,
+        "raw_output_contents": 6,
+    }
+    assert list(numbers["InferTensorContents"].items()) == [
+        ("bool_contents", 1),
+        ("int_contents", 2),
+        ("int64_contents", 3),
+        ("uint_contents", 4),
+        ("uint64_contents", 5),
+        ("fp32_contents", 6),
+        ("fp64_contents", 7),
+        ("bytes_contents", 8),
+    ]
+    assert numbers["InferParameter"] == {
+        "bool_param": 1,
+        "int64_param": 2,
+        "string_param": 3,
+        "double_param": 4,
+        "uint64_param": 5,
+    }
+    # NOTE: model_name (1); one FP32 input "x" of shape [1] (5: name 1, datatype 2, shape 3 packed); its 4 raw
+    # bytes (7).
+    request = v2.ModelInferRequest(model_name="m", raw_input_contents=[bytes(4)])
+    request.inputs.add(name="x", datatype="FP32", shape=[1])
+    assert request.SerializeToString() == bytes.fromhex("0a016d 2a0c 0a0178 120446503332 1a0101 3a0400000000")

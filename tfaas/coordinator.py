@@ -93,11 +93,15 @@ class Coordinator:
         """Re-read the model repository; decisions follow."""
         self.served.refresh_repository()
 
+    def set_model_loaded(self, name: str, loaded: bool) -> bool:
+        """Serve ``name`` again, or withhold it (False: no such model); decisions follow."""
+        return self.served.set_loaded(name, loaded)
+
     # ---- deciding -------------------------------------------------------------------------------
 
     def _on_models(self, served: ServedModels) -> None:
         with self._lock:
-            self._state.set_models(served.models, served.readiness_models)
+            self._state.set_models(served.models, served.readiness_models, served.unloaded)
         self._changed.set()
 
     def _on_aspired(self, name: str, versions: list[AspiredVersion]) -> None:
@@ -163,6 +167,9 @@ class LocalLifecycle:
 
     def refresh_repository(self) -> None:
         self.coordinator.refresh_repository()
+
+    def set_model_loaded(self, name: str, loaded: bool) -> bool:
+        return self.coordinator.set_model_loaded(name, loaded)
 
     def close(self) -> None:
         self.coordinator.stop()

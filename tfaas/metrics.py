@@ -271,7 +271,8 @@ class Metrics:
         """Count one inference API request; time it when it succeeded (as TF Serving times only OK requests).
 
         ``code`` is TF Serving's error-code name (by default read from ``http_status``); ``entrypoint``
-        the front, ``REST`` or ``GRPC``, as TF Serving's latency metric labels it.
+        the front, ``REST`` or ``GRPC`` as TF Serving's latency metric labels its two (``V2``: the Open
+        Inference Protocol's REST and gRPC).
         """
         self.requests.labels(model, version, api, str(http_status)).inc()
         code = code or status_code_name(http_status)

@@ -1,7 +1,8 @@
 """``ServedModels``: which models the server serves, and which of their versions it aspires.
 
 The model list is the configured models (the settings, a model config file reloaded on SIGHUP or when
-it changes) plus the model repository's (a configured model wins a name clash). The filesystem source
+it changes) plus the model repository's (a configured model wins a name clash), less the models unloaded
+by name (the Open Inference Protocol's repository unload) until they are loaded again. The filesystem source
 watches their base paths and applies each model's version policy. This is the one place that reads the
 disk for the lifecycle: it runs once per server, in the coordinator, so every worker follows one scan.
 """
@@ -38,6 +39,8 @@ class ServedModels:
         self.settings = settings
         self._on_models = on_models
         self.models: Mapping[str, ModelConfig] = {}
+        self.unloaded: frozenset[str] = frozenset()
+        """Models of the list withheld from serving by name (:meth:`set_loaded`)."""
         self._configured: tuple[ModelConfig, ...] = ()
         self._apply_lock = threading.Lock()
         self.repository = (
@@ -97,6 +100,21 @@ class ServedModels:
         """Serve the models now in the model repository (called on its changes, and after uploads)."""
         self._apply(self._configured)
 
+    def set_loaded(self, name: str, loaded: bool) -> bool:
+        """Serve ``name`` again (``loaded``), or withhold it from the served list until then: its versions
+        unload, and it no longer counts for readiness. The model repository is read afresh first, so a model
+        copied into it a moment ago serves at once. False (and nothing changes) when ``name`` is neither a
+        configured model nor in the model repository.
+
+        NOTE: a withheld model stays withheld across config reloads and repository changes; it is forgotten
+        once it leaves both lists."""
+        if name not in self._known(self._configured):
+            return False
+        with self._apply_lock:
+            self.unloaded = self.unloaded - {name} if loaded else self.unloaded | {name}
+        self._apply(self._configured)
+        return True
+
     @property
     def readiness_models(self) -> list[str]:
         """The models readiness waits for, sorted: the configured ones, and the model repository's that
@@ -117,18 +135,25 @@ class ServedModels:
             str(self.repository.root), max(self.settings.file_system_poll_wait_seconds, 0.5), self.refresh_repository
         )
 
+    def _known(self, configured: Sequence[ModelConfig]) -> dict[str, ModelConfig]:
+        """``configured`` plus the repository's models (a configured model wins a name clash)."""
+        models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
+        models.update((m.name, m) for m in configured)
+        return models
+
     def _apply(self, configured: Sequence[ModelConfig]) -> None:
-        """Serve ``configured`` plus the repository's models (a configured model wins a name clash)."""
+        """Serve ``configured`` plus the repository's models, less the unloaded ones."""
         with self._apply_lock:
-            models = {m.name: m for m in (self.repository.model_configs() if self.repository else ())}
-            models.update((m.name, m) for m in configured)
+            known = self._known(configured)
             self._configured = tuple(configured)
             # NOTE: a model deleted from the repository and uploaded again is an upload like any other.
-            self._repository_at_start &= models.keys()
-            if models == self.models:
+            self._repository_at_start &= known.keys()
+            unloaded = self.unloaded & known.keys()
+            models = {name: model for name, model in known.items() if name not in unloaded}
+            if models == self.models and unloaded == self.unloaded:
                 return
             added, removed = sorted(models.keys() - self.models.keys()), sorted(self.models.keys() - models.keys())
-            self.models = models
+            self.models, self.unloaded = models, unloaded
             self._on_models(self)
             self._source.update_config([_source_config(m, removable=m not in configured) for m in models.values()])
             if added or removed:

@@ -72,6 +72,10 @@ class Lifecycle(Protocol):
     def refresh_repository(self) -> None:
         """Re-read the model repository (after an upload or a delete); returns once applied."""
 
+    def set_model_loaded(self, name: str, loaded: bool) -> bool:
+        """Serve the configured or repository model ``name`` again, or withhold it from the served models until
+        then; returns once applied (False: no such model)."""
+
     def close(self) -> None:
         """Stop."""
 
@@ -207,6 +211,12 @@ class ServerCore:
         """Ask the coordinator to serve the models now in the model repository (after an upload or delete)."""
         self.lifecycle.refresh_repository()
 
+    def set_model_loaded(self, name: str, loaded: bool) -> bool:
+        """Ask the coordinator to serve ``name`` (a configured or repository model) again, or to withhold it
+        from the served models until then; returns once it applied that, not once it serves or unloaded.
+        False when there is no such model."""
+        return self.lifecycle.set_model_loaded(name, loaded)
+
     def _apply(self, decision: Decision) -> None:
         """Follow a new decision: route requests by it, then load and unload what it aspires here."""
         for name, model in decision.models.items():
@@ -328,6 +338,11 @@ class ServerCore:
         """The versions of ``name`` the server serves, highest first."""
         model = self._decision.models.get(name)
         return list(model.serving) if model else []
+
+    @property
+    def unloaded_models(self) -> list[str]:
+        """The models withheld from serving by name (:meth:`set_model_loaded`), sorted."""
+        return list(self._decision.unloaded)
 
     @property
     def readiness_models(self) -> list[str]:

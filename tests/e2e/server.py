@@ -48,10 +48,13 @@ class ServerProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] = (sys.executable, "-m", "tfaas", "serve"),
+        ports: tuple[int, int] | None = None,
     ) -> None:
-        self.port = free_port()
+        """``ports``: the REST and gRPC ports the command's own arguments give the server (default: free
+        ports, given in the environment)."""
+        self.port = ports[0] if ports else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.grpc_port = free_port(other_than=self.port)
+        self.grpc_port = ports[1] if ports else free_port(other_than=self.port)
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         """The gRPC API's address, for ``grpc.insecure_channel(server.grpc_target)``."""
         self.log_path = log_path

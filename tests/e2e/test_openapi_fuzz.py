@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 MIN_REQUESTS = 5000
 EXAMPLES_PER_OPERATION = 150
-"""schemathesis's ``--max-examples``: with 34 operations, about 6,000 requests in all."""
+"""schemathesis's ``--max-examples``: with 52 operations, about 8,300 requests in all."""
 SEED = 10
 """A fixed seed, so a failure in CI is reproduced by running the test again."""
 RUN_SECONDS = 540

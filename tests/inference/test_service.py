@@ -219,3 +219,65 @@ def test_reload_config_serves_exactly_the_new_models(tmp_path: Path) -> None:
     finally:
         service.close()
         core.stop()
+
+
+def test_signature_metadata_and_model_ready(service: InferenceService) -> None:
+    metadata = service.signature_metadata(ModelSpec("m", label="stable"))
+    assert metadata.spec == ServedSpec("m", 1, "serving_default") and metadata.signature == PREDICT
+    assert metadata.versions == [2, 1]
+    with pytest.raises(InvalidArgument, match='Serving signature name: "nope" not found'):
+        service.signature_metadata(ModelSpec("m"), "nope")
+    assert service.model_ready(ModelSpec("m")) == ServedSpec("m", 2, "")
+    with pytest.raises(NotFound):
+        service.model_ready(ModelSpec("m", version=3))
+
+
+def test_unload_withholds_a_model_until_load_and_the_index_lists_it(tmp_path: Path) -> None:
+    """A configured model and one of the model repository: unloaded, each leaves the served models (and
+    readiness) and stays in the index; loaded, it serves again."""
+    (tmp_path / "conf" / "1").mkdir(parents=True)
+    (tmp_path / "conf" / "1" / "saved_model.pb").write_bytes(b"fake")
+    repository = tmp_path / "repository"
+    (repository / "up" / "1").mkdir(parents=True)
+    (repository / "up" / "1" / "saved_model.pb").write_bytes(b"fake")
+    from prometheus_client import CollectorRegistry
+
+    conf = ModelConfig(name="conf", base_path=str(tmp_path / "conf"))
+    settings = Settings(
+        models=(conf,),
+        model_repository=str(repository),
+        enable_batching=False,
+        version_settle_seconds=0,
+        file_system_poll_wait_seconds=-1,
+    )
+    core = ServerCore(settings, loader_factory=TimesVersionLoader, metrics=Metrics(CollectorRegistry()))
+    core.start()
+    service = InferenceService(core, threads=1, reload_wait_seconds=2)
+    x = {"x": np.ones((1, 1), np.float32)}
+    try:
+        assert core.wait_until(lambda: core.is_ready() and core.readiness_models == ["conf", "up"], 5)
+        service.unload_model("conf")
+        service.unload_model("up")
+        assert core.model_names == [] and core.unloaded_models == ["conf", "up"] and core.is_ready()
+        with pytest.raises(NotFound):
+            service.predict(PredictRequest(ModelSpec("conf"), x))
+        index = service.model_index()
+        assert [(m.name, m.unloaded) for m in index] == [("conf", True), ("up", True)]
+        assert core.wait_until(lambda: service.model_index()[0].states[0].state.name == "END", 5)
+
+        service.load_model("up")
+        assert service.predict(PredictRequest(ModelSpec("up"), x)).spec.version == 1
+        assert [(m.name, m.unloaded) for m in service.model_index()] == [("conf", True), ("up", False)]
+        service.load_model("conf")
+        assert core.model_names == ["conf", "up"] and core.unloaded_models == []
+        assert service.predict(PredictRequest(ModelSpec("conf"), x)).spec.version == 1
+
+        for call in (service.load_model, service.unload_model):
+            with pytest.raises(NotFound, match="No model nope is configured or in the model repository"):
+                call("nope")
+        (repository / "broken" / "1").mkdir(parents=True)  # NOTE: a version directory with no model in it
+        with pytest.raises(Unavailable, match="Model broken is loaded as asked, but does not serve: "):
+            service.load_model("broken")
+    finally:
+        service.close()
+        core.stop()

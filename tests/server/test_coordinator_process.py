@@ -67,6 +67,13 @@ def test_a_worker_follows_decisions_reports_back_and_gets_answers(address: str):
 
         assert link.reload_config() is True  # NOTE: the list came from flags: the same list again
         link.refresh_repository()  # NOTE: no repository: answered all the same
+
+        assert link.set_model_loaded("m", False) is True
+        unloaded = next_decision(decisions, lambda d: "m" not in d.models)
+        assert unloaded.unloaded == ("m",) and unloaded.not_ready == {}
+        assert link.set_model_loaded("m", True) is True
+        assert next_decision(decisions, lambda d: "m" in d.models).unloaded == ()
+        assert link.set_model_loaded("nope", False) is False
     finally:
         link.close()
 

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from tests.asgi_client import worker_client
 from tfaas.config import Settings
 from tfaas.errors import InvalidArgument
-from tfaas.fronts import sts, tf_serving_rest
+from tfaas.fronts import sts, tf_serving_rest, v2_rest
 from tfaas.inference.service import InferenceService
 from tfaas.model_repository import check_model_name
 from tfaas.server.app import create_app
@@ -26,6 +26,16 @@ V1_FORMS = (
     + [("post", f"{spec}:{verb}") for spec in SPECS for verb in ("predict", "classify", "regress")]
 )
 """Every form of /v1 URL the dispatcher answers, one instance each."""
+V2_MODELS = ["/v2/models/m", "/v2/models/m/versions/1"]
+V2_FORMS = (
+    [("get", "/v2"), ("get", "/v2/health/live"), ("get", "/v2/health/ready")]
+    + [("get", spec) for spec in V2_MODELS]
+    + [("get", spec + "/ready") for spec in V2_MODELS]
+    + [("post", spec + "/infer") for spec in V2_MODELS]
+    + [("post", "/v2/repository/index")]
+    + [("post", f"/v2/repository/models/m/{call}") for call in ("load", "unload")]
+)
+"""Every form of /v2 URL the V2 front answers, one instance each."""
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +67,8 @@ def test_every_documented_path_is_routed(flask_app, method, path):
     concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
     if tf_serving_rest.serves(concrete):
         assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
+    elif v2_rest.serves(concrete):
+        assert not v2_rest.resolve(method.upper(), concrete).allowed
     elif sts.serves(concrete):
         assert method == "post"
     else:
@@ -64,8 +76,8 @@ def test_every_documented_path_is_routed(flask_app, method, path):
         assert endpoint
 
 
-@pytest.mark.parametrize("method,path", V1_FORMS)
-def test_every_v1_form_is_documented(method, path):
+@pytest.mark.parametrize("method,path", V1_FORMS + V2_FORMS)
+def test_every_v1_and_v2_form_is_documented(method, path):
     assert any(m == method and template_regex(p).fullmatch(path) for m, p in documented()), path
 
 
@@ -75,6 +87,7 @@ def test_every_flask_route_is_documented(flask_app):
         if rule.endpoint == "static":
             continue
         assert not tf_serving_rest.serves(rule.rule), rule.rule  # the ASGI front's, never the Flask app's
+        assert not v2_rest.serves(rule.rule), rule.rule
         assert re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule) in paths, rule.rule
 
 

@@ -96,6 +96,8 @@ class Decision:
     shed: int
     """Grows when another worker entered rotation: the worker lets its keep-alive connections go, so
     clients reconnect and spread over every worker again."""
+    unloaded: tuple[str, ...] = ()
+    """Models known to the server but withheld from serving until loaded again, sorted."""
 
 
 @dataclass
@@ -113,6 +115,7 @@ class ServerState:
         self._clock = clock
         self._models: dict[str, ModelLike] = {}
         self._readiness: tuple[str, ...] = ()
+        self._unloaded: tuple[str, ...] = ()
         self._aspired: dict[str, tuple[AspiredVersion, ...]] = {}
         self._paths: dict[ServableId, AspiredVersion] = {}
         self._incarnations: dict[str, float] = {}
@@ -124,8 +127,11 @@ class ServerState:
 
     # ---- inputs ---------------------------------------------------------------------------------
 
-    def set_models(self, models: Mapping[str, ModelLike], readiness_models: Sequence[str]) -> None:
-        """The models served now; a name that comes back after it was removed starts a new incarnation."""
+    def set_models(
+        self, models: Mapping[str, ModelLike], readiness_models: Sequence[str], unloaded: Collection[str] = ()
+    ) -> None:
+        """The models served now (and those withheld, ``unloaded``); a name that comes back after it was removed
+        starts a new incarnation."""
         for name in models:
             if name not in self._models:
                 self._incarnations[name] = self._clock() if name in self._incarnations else 0.0
@@ -133,6 +139,7 @@ class ServerState:
             self._aspired.pop(name, None)
         self._models = dict(models)
         self._readiness = tuple(sorted(readiness_models))
+        self._unloaded = tuple(sorted(unloaded))
 
     def set_aspired(self, name: str, versions: Sequence[AspiredVersion]) -> None:
         """The complete list of versions the source aspires for ``name``."""
@@ -180,6 +187,7 @@ class ServerState:
                 not_ready=not_ready,
                 rotation=self._rotation(worker_id, targets, serving),
                 shed=worker.shed,
+                unloaded=self._unloaded,
             )
             for worker_id, worker in self._workers.items()
         }

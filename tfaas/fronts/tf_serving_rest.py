@@ -50,12 +50,13 @@ def serves(path: str) -> bool:
 
 @dataclass
 class RestAnswer:
-    """A response: its body in pieces (see ``json_tensor.encode_predict_parts``) and its content type;
-    ``allowed`` is set for an ``OPTIONS`` answer, with no body and no type."""
+    """A response: its body in pieces (see ``json_tensor.encode_predict_parts``), its content type and any
+    other ``headers``; ``allowed`` is set for an ``OPTIONS`` answer, with no body and no type."""
 
     parts: list[bytes]
     allowed: tuple[str, ...] = field(default=())
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

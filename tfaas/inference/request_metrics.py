@@ -31,6 +31,8 @@ log = logging.getLogger("tfaas.inference")
 REST = "REST"
 GRPC = "GRPC"
 """The ``entrypoint`` label values, as TF Serving's ``request_latency`` names its two fronts."""
+V2 = "V2"
+"""The ``entrypoint`` of the Open Inference Protocol's calls, REST and gRPC alike."""
 
 _current: ContextVar[RequestRecord | None] = ContextVar("tfaas_request_record", default=None)
 

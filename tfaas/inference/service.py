@@ -1,9 +1,10 @@
 """The inference service: TF Serving's data plane over a ``ServerCore``, for every front, with no transport.
 
-Predict, classify, regress, multi-inference, metadata, status, the model list and config reloads take
-typed requests (:mod:`tfaas.inference.types`) and return typed results; errors are the one hierarchy of
-:mod:`tfaas.errors`, each with its TF Serving code. A front (REST, gRPC, …) only parses its wire format
-with a codec, calls the service inside :meth:`InferenceService.recorded`, and encodes the answer.
+Predict, classify, regress, multi-inference, metadata, status, the model list, config reloads and the
+loading and unloading of one model by name take typed requests (:mod:`tfaas.inference.types`) and return
+typed results; errors are the one hierarchy of :mod:`tfaas.errors`, each with its TF Serving code. A front
+(REST, gRPC, …) only parses its wire format with a codec, calls the service inside
+:meth:`InferenceService.recorded`, and encodes the answer.
 
 Handles, the batcher and request timing are used here once. Every call has a synchronous form, run on
 the calling thread; predict also has a loop-friendly one (:meth:`predict_async`): the inputs are
@@ -29,7 +30,7 @@ from tfaas.batching.batching_servable import queue_seconds
 from tfaas.config import ModelConfig
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ManagerState, ServableState
-from tfaas.errors import InvalidArgument, SignatureNotFound, Unavailable
+from tfaas.errors import InvalidArgument, NotFound, SignatureNotFound, Unavailable
 from tfaas.inference import request_metrics
 from tfaas.inference.deadline import deadline
 from tfaas.inference.request_metrics import REST, RequestRecord
@@ -45,11 +46,12 @@ from tfaas.inference.types import (
     PredictResult,
     RegressResult,
     ServedSpec,
+    SignatureMetadata,
 )
 from tfaas.servables import classify_regress
 from tfaas.servables.servable import Servable, SignatureInfo
 from tfaas.server_core import ModelSpec, ServerCore
-from tfaas.tf_serving import CLASSIFY_METHOD_NAME, REGRESS_METHOD_NAME
+from tfaas.tf_serving import CLASSIFY_METHOD_NAME, DEFAULT_SIGNATURE, REGRESS_METHOD_NAME
 
 T = TypeVar("T")
 
@@ -195,6 +197,22 @@ class InferenceService:
         with self._handle(spec) as handle:
             return ModelMetadata(_served(handle, ""), handle.servable.signature_def_map_json())
 
+    def signature_metadata(self, spec: ModelSpec, signature_name: str = DEFAULT_SIGNATURE) -> SignatureMetadata:
+        """The signature ``signature_name`` of the version ``spec`` resolves to, and the versions its model
+        serves; ``SignatureNotFound`` when the version has no such signature."""
+        with self._handle(spec) as handle:
+            signature = handle.servable.signatures.get(signature_name)
+            if signature is None:
+                raise SignatureNotFound(signature_name)
+            versions = self.core.available_versions(spec.name)
+            return SignatureMetadata(_served(handle, signature_name), signature, versions)
+
+    def model_ready(self, spec: ModelSpec) -> ServedSpec:
+        """The version ``spec`` resolves to, when it serves; else what a predict would raise (``NotFound``,
+        ``Unavailable`` while it loads)."""
+        with self._handle(spec) as handle:
+            return _served(handle, "")
+
     def status(self, name: str, version: int | None = None) -> list[ServableState]:
         """The server's state of every known version of ``name`` (highest first), or of one; ``NotFound``
         with TF Serving's messages for an unknown model or version."""
@@ -211,24 +229,65 @@ class InferenceService:
     def reload_config(self, models: Sequence[ModelConfig]) -> None:
         """Serve exactly ``models`` from now on (TF Serving's ``HandleReloadConfigRequest``): new ones load,
         those left out unload, changed ones follow their new policy. Returns once every model of the new
-        config serves, as TF Serving's does; ``Unavailable`` with the reasons when one failed to load or did
-        not serve within ``reload_wait_seconds`` (the new config stays in force either way)."""
+        config serves (no version of it still loading), as TF Serving's does; ``Unavailable`` with the reasons
+        when one failed to load or did not serve within ``reload_wait_seconds`` (the new config stays in force
+        either way)."""
         self.core.set_model_config(models)
         names = [model.name for model in models]
         self.core.wait_until(lambda: all(self._settled(name) for name in names), self._reload_wait_seconds)
-        not_serving = {name: why for name, why in self.core.not_ready().items() if name in names}
-        not_serving.update((name, "it serves no version") for name in names if name not in self.core.model_names)
+        not_serving = self._why_not_serving(names)
         if not_serving:
             reasons = "; ".join(f"{name}: {why}" for name, why in sorted(not_serving.items()))
             raise Unavailable(f"The new model config is in force, but not every model serves: {reasons}")
 
+    # ---- loading and unloading one model (the Open Inference Protocol's model repository) -------------
+
+    def load_model(self, name: str) -> None:
+        """Serve ``name``, a configured model or one of the model repository, again after an unload (or now,
+        when it was just copied into the repository). Returns once it serves and no version of it is still
+        loading, as Triton's load does;
+        ``NotFound`` when there is no such model, ``Unavailable`` with the reason when it failed to load or
+        did not serve within ``reload_wait_seconds`` (it is loaded as asked either way)."""
+        if not self.core.set_model_loaded(name, True):
+            raise NotFound(f"No model {name} is configured or in the model repository")
+        self.core.wait_until(lambda: self._settled(name), self._reload_wait_seconds)
+        not_serving = self._why_not_serving([name])
+        if not_serving:
+            raise Unavailable(f"Model {name} is loaded as asked, but does not serve: {not_serving[name]}")
+
+    def unload_model(self, name: str) -> None:
+        """Withhold ``name`` from the served models until :meth:`load_model`: new requests for it are a
+        ``NotFound``, its versions unload once the requests under way finished, and readiness no longer waits
+        for it. Returns once this worker no longer serves it; ``NotFound`` when there is no such model."""
+        if not self.core.set_model_loaded(name, False):
+            raise NotFound(f"No model {name} is configured or in the model repository")
+        self.core.wait_until(lambda: name not in self.core.model_names, self._reload_wait_seconds)
+
+    def model_index(self) -> list[ModelListing]:
+        """Every model the server knows, by name: those it serves (as :meth:`list_models`) and those unloaded
+        (``unloaded``, with the last states of their versions)."""
+        unloaded = [
+            ModelListing(name, {}, list(self.core.states(name).values()), unloaded=True)
+            for name in self.core.unloaded_models
+        ]
+        return sorted(self.list_models() + unloaded, key=lambda listing: listing.name)
+
+    def _why_not_serving(self, names: Sequence[str]) -> dict[str, str]:
+        """Why each of ``names`` that serves no version does not: readiness's reason, else its failed version."""
+        not_ready = self.core.not_ready()
+        reasons = {}
+        for name in names:
+            if not self.core.available_versions(name):
+                failed = [s for s in self.core.states(name).values() if s.error]
+                fallback = f"version {failed[0].id.version} failed to load: {failed[0].error}" if failed else ""
+                reasons[name] = not_ready.get(name) or fallback or "it serves no version"
+        return reasons
+
     def _settled(self, name: str) -> bool:
-        """Whether ``name`` serves, or has a version that failed to load and none still loading."""
-        if self.core.available_versions(name):
-            return True
+        """Whether ``name`` has no version still loading, and serves one or has one that failed to load."""
         states = self.core.states(name).values()
         loading = any(s.state in (ManagerState.START, ManagerState.LOADING) for s in states)
-        return not loading and any(s.error for s in states)
+        return not loading and (bool(self.core.available_versions(name)) or any(s.error for s in states))
 
     def _handle(self, spec: ModelSpec) -> ServableHandle:
         """A handle on the version ``spec`` resolves to; the request's metrics are labelled with it."""

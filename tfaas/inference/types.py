@@ -115,9 +115,19 @@ class ModelMetadata:
 
 
 @dataclass
+class SignatureMetadata:
+    """One signature of the version a model spec resolved to, and the versions its model serves (highest first)."""
+
+    spec: ServedSpec
+    signature: SignatureInfo
+    versions: Sequence[int]
+
+
+@dataclass
 class ModelListing:
-    """One served model of ``list_models``."""
+    """One model of ``list_models`` (a served one) or of ``model_index`` (``unloaded``: withheld from serving)."""
 
     name: str
     version_labels: Mapping[str, int]
     states: list[ServableState] = field(default_factory=list)
+    unloaded: bool = False

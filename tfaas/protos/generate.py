@@ -13,8 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-PROTOS = ("tfaas.proto", "tf_predict.proto")
-"""TFaaS's wire format, and PAI-EAS's TensorFlow processor's."""
+PROTOS = ("tfaas.proto", "tf_predict.proto", "open_inference_grpc.proto")
+"""TFaaS's wire format, PAI-EAS's TensorFlow processor's, and the Open Inference Protocol's gRPC API."""
 
 OWN_POOL = ("tf_predict.proto",)
 """Protos whose module builds its messages in a descriptor pool of its own instead of protobuf's default one.

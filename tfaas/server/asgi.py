@@ -1,6 +1,7 @@
 """The ASGI front of a worker, its HTTP transport: TF Serving's ``/v1`` API served natively by its REST
-front (:mod:`tfaas.fronts.tf_serving_rest`), Simple TensorFlow Serving's ``POST /`` by its front
-(:mod:`tfaas.fronts.sts`), every other request passed to the Flask app. In front of all of them, when the
+front (:mod:`tfaas.fronts.tf_serving_rest`), the Open Inference Protocol's ``/v2`` by its front
+(:mod:`tfaas.fronts.v2_rest`), Simple TensorFlow Serving's ``POST /`` by its front (:mod:`tfaas.fronts.sts`),
+every other request passed to the Flask app. In front of all of them, when the
 settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic authentication
 (:mod:`tfaas.server.basic_auth`).
 
@@ -10,7 +11,7 @@ skipping Flask's contexts and hooks, the same worker answered about twice the re
 (perf/RESULTS.md). The Flask app serves health, metrics, the OpenAPI document and TFaaS's API: its routes
 are WSGI, run on a thread pool by ``a2wsgi``.
 
-Here a ``/v1`` or ``POST /`` request's body is read on the event loop (bounded by
+Here a ``/v1``, ``/v2`` or ``POST /`` request's body is read on the event loop (bounded by
 ``max_request_body_bytes``), its front answers it, and an error it raises is written as ``{"error": ...}``
 (:func:`error_answer`, the Flask app's mapping too). Every response carries its Content-Length, and an
 access line is written in gunicorn's format when ``gunicorn.access`` has a handler.
@@ -28,9 +29,10 @@ from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tfaas.errors import PayloadTooLarge, TfaasError
-from tfaas.fronts import sts, tf_serving_rest
+from tfaas.fronts import sts, tf_serving_rest, v2_rest
 from tfaas.fronts.sts import StsFront
 from tfaas.fronts.tf_serving_rest import RestAnswer, TfServingRest
+from tfaas.fronts.v2_rest import V2Rest
 from tfaas.inference.service import InferenceService
 from tfaas.logs import ACCESS_LOG_FORMAT
 from tfaas.server import cors
@@ -55,10 +57,11 @@ class ClientDisconnected(TfaasError):
 
 class AsgiFront:
     """The ASGI app of one worker over ``service``, with ``wsgi_app`` (the Flask app) for everything but
-    ``/v1`` and ``/``; ``threads`` sizes the Flask app's thread pool."""
+    ``/v1``, ``/v2`` and ``/``; ``threads`` sizes the Flask app's thread pool."""
 
     def __init__(self, service: InferenceService, wsgi_app: Flask, threads: int) -> None:
         self._rest = TfServingRest(service)
+        self._v2 = V2Rest(service)
         self._sts = StsFront(service)
         settings = service.core.settings
         self._max_body = settings.max_request_body_bytes
@@ -82,6 +85,8 @@ class AsgiFront:
             return
         if tf_serving_rest.serves(path):
             await _answer(send, method, self._rest_answer(scope, receive))
+        elif v2_rest.serves(path):
+            await _answer(send, method, self._v2_answer(scope, receive))
         elif sts.serves(path):
             await _answer(send, method, self._sts_answer(scope, receive))
         else:
@@ -98,6 +103,16 @@ class AsgiFront:
         )
         return _with_headers(answer)
 
+    async def _v2_answer(self, scope: Scope, receive: Receive) -> tuple[list[bytes], Headers]:
+        """A ``/v2`` request's answer from the Open Inference Protocol's front."""
+        answer = await self._v2(
+            scope["method"],
+            scope["path"],
+            lambda: _read_body(scope, receive, self._max_body),
+            lambda name: _text_header(scope, name),
+        )
+        return _with_headers(answer)
+
     async def _sts_answer(self, scope: Scope, receive: Receive) -> tuple[list[bytes], Headers]:
         """A ``/`` request's answer from Simple TensorFlow Serving's front."""
         content_type = _header(scope, b"content-type")
@@ -110,10 +125,12 @@ class AsgiFront:
 
 
 def _with_headers(answer: RestAnswer) -> tuple[list[bytes], Headers]:
-    """A front's answer as a body and headers: its content type, or for an ``OPTIONS`` answer its methods."""
+    """A front's answer as a body and headers: its content type and others, or for an ``OPTIONS`` answer its
+    methods."""
     if answer.allowed:
         return answer.parts, [(b"allow", ", ".join(answer.allowed).encode())]
-    return answer.parts, [(b"content-type", answer.content_type.encode("latin-1"))]
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
+    return answer.parts, [(b"content-type", answer.content_type.encode("latin-1")), *headers]
 
 
 _JSON = (b"content-type", b"application/json")
@@ -210,6 +227,12 @@ def _content_length(scope: Scope) -> int | None:
 def _header(scope: Scope, name: bytes) -> bytes | None:
     """The value of the request's first header ``name`` (lower case), if it has one."""
     return next((value for key, value in scope["headers"] if key == name), None)
+
+
+def _text_header(scope: Scope, name: str) -> str | None:
+    """:func:`_header` as text."""
+    value = _header(scope, name.encode("latin-1"))
+    return value.decode("latin-1") if value is not None else None
 
 
 _HOST = re.compile(rb"[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")

@@ -197,6 +197,8 @@ def _serve_worker(conn: Connection, coordinator: Any) -> None:
             elif message[0] == "config":
                 coordinator.set_model_config(message[2])
                 send(("reply", message[1], None))
+            elif message[0] == "loaded":
+                send(("reply", message[1], coordinator.set_model_loaded(message[2], message[3])))
     except (EOFError, OSError):
         pass
     finally:
@@ -240,6 +242,9 @@ class RemoteLifecycle:
 
     def refresh_repository(self) -> None:
         self._request("refresh")
+
+    def set_model_loaded(self, name: str, loaded: bool) -> bool:
+        return bool(self._request("loaded", name, loaded))
 
     def close(self) -> None:
         self._closing.set()

@@ -1,5 +1,5 @@
-"""A worker's gRPC server: TF Serving's gRPC API, health and reflection, in and out of rotation with its REST
-listener.
+"""A worker's gRPC server: TF Serving's gRPC API, the Open Inference Protocol's (:mod:`tfaas.fronts.v2_grpc`),
+health and reflection, in and out of rotation with its REST listener.
 
 Every worker serves gRPC with ``grpc.aio`` on its own event loop (uvloop, the loop of its REST front), bound
 with ``SO_REUSEPORT`` (``grpc.so_reuseport``) to the gRPC port, as its REST listener is to the REST port. The
@@ -55,6 +55,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from tfaas.config import Settings, parse_channel_arguments
+from tfaas.fronts import v2_grpc
 from tfaas.fronts.tf_serving_grpc import (
     MODEL_SERVICE,
     PREDICTION_SERVICE,
@@ -186,9 +187,11 @@ class GrpcListener:
         """Build and start a new server (a stopped one cannot start again)."""
         server = grpc.aio.server(options=self._options, maximum_concurrent_rpcs=self._settings.grpc_max_threads or None)
         add_to_server(server, PredictionServicer(self._service, self._max_tensor_bytes), ModelServicer(self._service))
+        v2_grpc.add_to_server(server, self._service)
         health = ReadinessHealth(self._service.core.is_ready)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        names = (PREDICTION_SERVICE, MODEL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        names = (PREDICTION_SERVICE, MODEL_SERVICE, v2_grpc.SERVICE, health_name)
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
         sockets = self._listen_on_port(server) if self._settings.grpc_port else []
         private = self._listen_privately(server) if self._forwarder is not None else ""

@@ -35,13 +35,13 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from tfaas.config import Settings, custom_op_libraries
+from tfaas.fronts.model_management import warn_if_anyone_may_write
 from tfaas.logs import logging_config, native_lines_logged
 from tfaas.metrics import mark_worker_dead, multiprocess_dir
 from tfaas.model_repository import ModelRepository
 from tfaas.server.coordinator_process import CoordinatorProcess, RemoteLifecycle
 from tfaas.server.listeners import check_port_free
 from tfaas.server.rotation import Rotation
-from tfaas.server.tfaas_api import warn_if_anyone_may_write
 from tfaas.server.unix_socket import shared_listener
 from tfaas.server.worker_count import WorkerChoice, choose_workers
 
