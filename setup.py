@@ -46,6 +46,11 @@ setup(
         "grpcio>=1.66",
         "grpcio-health-checking>=1.66",
         "grpcio-reflection>=1.66",
+        # Tracing (off unless an OTLP endpoint is set; imported only then): OTLP over HTTP, whose protobuf
+        # modules accept protobuf 7 (opentelemetry-proto 1.45 asks for protobuf>=5,<8), where the gRPC
+        # exporter would bring a second grpcio constraint for no gain.
+        "opentelemetry-sdk>=1.45",
+        "opentelemetry-exporter-otlp-proto-http>=1.45",
     ],
     extras_require={
         "test": [

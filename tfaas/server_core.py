@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Mapping, Protocol, Sequence
 
 from tfaas.batching.loader import BatchingLoader
 from tfaas.batching.parameters import BatchingParameters
@@ -31,6 +31,9 @@ from tfaas.errors import InvalidArgument, NotFound, Unavailable
 from tfaas.metrics import Metrics, default_metrics
 from tfaas.model_repository import ModelRepository
 from tfaas.servables import warmup
+
+if TYPE_CHECKING:
+    from tfaas.tracing.spans import Tracing
 
 log = logging.getLogger("tfaas.server_core")
 
@@ -120,16 +123,21 @@ class ServerCore:
         repository_models_at_start: Collection[str] | None = None,
         lifecycle: Lifecycle | None = None,
         rotation: Rotation | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``lifecycle``: the coordinator to follow (default: one on threads of this process, deciding from
         ``settings`` and ``repository_models_at_start``, the model repository's models readiness waits for).
-        ``rotation``: this worker's listener (default: none, always in rotation)."""
+        ``rotation``: this worker's listener (default: none, always in rotation). ``tracing``: this worker's
+        spans of requests and loads (default: none; closing it is its maker's)."""
         self.settings = settings
         self.bus = EventBus()
         self.monitor = ServableStateMonitor(self.bus)
         """This worker's own version states (what it reports); the server's are :meth:`states`."""
         self.metrics = metrics if metrics is not None else default_metrics()
         self.metrics.watch(self.bus)
+        self.tracing = tracing
+        if tracing is not None:
+            tracing.watch(self.bus)
         # NOTE: process-wide, as there is one ServerCore per worker process.
         warmup.configure(
             warmup.WarmupOptions(settings.num_request_iterations_for_warmup, self.metrics, settings.first_call_warmup)

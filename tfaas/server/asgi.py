@@ -27,6 +27,7 @@ from a2wsgi import WSGIMiddleware
 from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from tfaas import tracing
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.fronts import sts, tf_serving_rest
 from tfaas.fronts.sts import StsFront
@@ -64,6 +65,7 @@ class AsgiFront:
         self._max_body = settings.max_request_body_bytes
         self._auth = BasicAuth.from_settings(settings)
         self._cors = settings.enable_cors
+        self._traced = service.core.tracing is not None
         self._wsgi = WSGIMiddleware(_input_terminated(wsgi_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,6 +82,8 @@ class AsgiFront:
         if self._auth is not None and not self._auth.allows(path, headers):
             await _respond_error(send, method, self._auth.refusal(), [CHALLENGE])
             return
+        if self._traced:
+            tracing.receive(headers)
         if tf_serving_rest.serves(path):
             await _answer(send, method, self._rest_answer(scope, receive))
         elif sts.serves(path):

@@ -66,6 +66,7 @@ from tfaas.inference.service import InferenceService
 from tfaas.server.listeners import has_connections, listening_sockets, refuse_handshakes_on
 from tfaas.server.rotation import warn_unfiltered
 from tfaas.server.unix_socket import UnixSocketForwarder
+from tfaas.tracing.grpc_metadata import TraceMetadata
 
 log = logging.getLogger("tfaas.server")
 
@@ -184,7 +185,11 @@ class GrpcListener:
 
     async def open(self) -> None:
         """Build and start a new server (a stopped one cannot start again)."""
-        server = grpc.aio.server(options=self._options, maximum_concurrent_rpcs=self._settings.grpc_max_threads or None)
+        server = grpc.aio.server(
+            options=self._options,
+            maximum_concurrent_rpcs=self._settings.grpc_max_threads or None,
+            interceptors=[TraceMetadata()] if self._service.core.tracing is not None else None,
+        )
         add_to_server(server, PredictionServicer(self._service, self._max_tensor_bytes), ModelServicer(self._service))
         health = ReadinessHealth(self._service.core.is_ready)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
