@@ -14,7 +14,12 @@ setup(
     # need 3.11); a newer one is allowed once the suite passes on it.
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["tfaas", "tfaas.*"]),
-    package_data={"tfaas.server": ["openapi.yaml"], "tfaas.protos": ["tfaas.proto", "tf_predict.proto"]},
+    package_data={
+        "tfaas.server": ["openapi.yaml"],
+        "tfaas.protos": ["tfaas.proto", "tf_predict.proto"],
+        # The dashboard's page, style and script (GET /): served from the package, nothing fetched at run time.
+        "tfaas.fronts": ["dashboard_files/*"],
+    },
     install_requires=[
         "tensorflow>=2.16,<3",
         # TF Serving's own protobuf modules: model_config_list parsing, status and warmup messages.

@@ -38,8 +38,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping
 
-from tfaas.config import ModelConfig
-from tfaas.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge
+from tfaas.config import ModelConfig, Settings
+from tfaas.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied
 from tfaas.model_names import check_model_name, is_valid_name
 
 MAX_BUNDLE_MEMBERS = 10_000
@@ -63,6 +63,21 @@ _DEFAULT_MODEL_FILE = ".default_model"
 _COPY_CHUNK = 1 << 20
 _MEMBER_PATH_ERRORS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST)
 """Write errors that a bundle's member paths cause (a file where a directory is, a name too long)."""
+
+
+def write_refusal(settings: Settings) -> PermissionDenied | None:
+    """Why the calls that write to the repository (upload, delete, params) are refused to everyone under
+    ``settings``; ``None``: they are on (an admin token may still guard them)."""
+    if not settings.enable_model_management:
+        return PermissionDenied(
+            "Model management is disabled: start the server with --enable_model_management to upload, delete"
+            " or change models"
+        )
+    if settings.read_only:
+        return PermissionDenied("The server is read-only: uploads, deletes and params changes are turned off")
+    if not settings.model_repository:
+        return PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
+    return None
 
 
 class ModelRepository:

@@ -303,10 +303,15 @@ class ServerCore:
         except NotFound:  # NOTE: serves elsewhere, and here in a moment (this worker follows a step behind)
             raise Unavailable(f"Model {spec.name} is loading: version {version} is loading") from None
 
+    def model_config(self, name: str) -> ModelConfig | None:
+        """The configuration the server serves ``name`` with (None for an unknown model)."""
+        model = self._decision.models.get(name)
+        return model.config if model else None
+
     def version_labels(self, name: str) -> Mapping[str, int]:
         """The labels configured for ``name`` (empty for an unknown model)."""
-        model = self._decision.models.get(name)
-        return model.config.version_labels if model else {}
+        config = self.model_config(name)
+        return config.version_labels if config else {}
 
     def _label_version(self, name: str, label: str) -> int:
         labels = self.version_labels(name)

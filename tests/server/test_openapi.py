@@ -57,7 +57,7 @@ def test_every_documented_path_is_routed(flask_app, method, path):
     concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE[m.group(1)], path)
     if tf_serving_rest.serves(concrete):
         assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
-    elif sts.serves(concrete):
+    elif sts.serves(method.upper(), concrete):
         assert method == "post"
     else:
         endpoint, _ = flask_app.url_map.bind("localhost").match(concrete, method=method.upper())

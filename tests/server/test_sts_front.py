@@ -102,12 +102,14 @@ def test_what_is_not_there_is_a_400_in_stss_words(client, body, message):
     assert response.status_code == 400 and response.json["error"].startswith(message)
 
 
-def test_slash_answers_post_only_get_left_for_the_dashboard_to_come(client):
-    for method in ("GET", "HEAD", "PUT", "DELETE"):
+def test_slash_answers_post_and_leaves_get_to_the_dashboard(client):
+    for method in ("PUT", "DELETE", "PATCH"):
         response = client.open("/", method=method)
-        assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST", method
-    assert client.get("/").json == {"error": "Method GET is not allowed for /"}
-    assert client.options("/").headers["Allow"] == "OPTIONS, POST"
+        assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, OPTIONS, POST", method
+    assert client.put("/").json == {"error": "Method PUT is not allowed for /"}
+    assert client.options("/").headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    assert client.get("/").status_code == 200 and client.get("/").json["models"][0]["name"] == "default"
+    assert client.head("/").status_code == 200
 
 
 def count(client, labels: str) -> float:
@@ -176,7 +178,8 @@ def basic(credentials: str, scheme: str = "Basic") -> dict[str, str]:
 )
 def test_basic_auth_refuses_every_route_without_the_right_credentials(serve, headers):
     client = serve(enable_basic_auth=True, basic_auth_password="p:w:x")
-    for method, path in (("POST", "/"), ("GET", "/v1/models"), ("GET", "/models"), ("OPTIONS", "/v1/models")):
+    routes = (("POST", "/"), ("GET", "/"), ("GET", "/v1/models"), ("GET", "/models"), ("OPTIONS", "/v1/models"))
+    for method, path in routes:
         response = client.open(path, method=method, headers=headers, json={"data": {"x": [[1.0]]}})
         assert response.status_code == 401, (method, path)
         assert response.headers["WWW-Authenticate"] == 'Basic realm="tfaas", charset="UTF-8"'

@@ -1,8 +1,8 @@
 """The ASGI front of a worker, its HTTP transport: TF Serving's ``/v1`` API served natively by its REST
 front (:mod:`tfaas.fronts.tf_serving_rest`), Simple TensorFlow Serving's ``POST /`` by its front
-(:mod:`tfaas.fronts.sts`), every other request passed to the Flask app. In front of all of them, when the
-settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic authentication
-(:mod:`tfaas.server.basic_auth`).
+(:mod:`tfaas.fronts.sts`), every other request passed to the Flask app (``GET /``, the dashboard, too). In
+front of all of them, when the settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic
+authentication (:mod:`tfaas.server.basic_auth`).
 
 Why: under ``wrk -c32`` on dense42, gunicorn's ``gthread`` worker and Flask cost about half of the
 GIL-holding time of a batch-1 predict (py-spy). Served by uvicorn (C HTTP parser, uvloop), with ``/v1``
@@ -86,7 +86,7 @@ class AsgiFront:
             tracing.receive(headers)
         if tf_serving_rest.serves(path):
             await _answer(send, method, self._rest_answer(scope, receive))
-        elif sts.serves(path):
+        elif sts.serves(method, path):
             await _answer(send, method, self._sts_answer(scope, receive))
         else:
             await self._wsgi(scope, receive, send)

@@ -29,10 +29,10 @@ from google.protobuf.message import DecodeError
 
 from tfaas.codecs.tfaas import VersionFiles, first_row, image_request, row_request, top_labels
 from tfaas.config import Settings
-from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from tfaas.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
 from tfaas.inference.service import InferenceService
 from tfaas.model_names import check_model_name
-from tfaas.model_repository import ModelRepository
+from tfaas.model_repository import ModelRepository, write_refusal
 from tfaas.protos import tfaas_pb2
 from tfaas.servables.model_params import PARAMS_JSON, parse_params, stored_file_name
 from tfaas.server_core import ModelSpec, ServerCore
@@ -66,7 +66,7 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 def warn_if_anyone_may_write(settings: Settings) -> None:
     """At start: warn when the write calls are on and no admin token guards them."""
-    if _refusal(settings) is None and not settings.admin_token:
+    if write_refusal(settings) is None and not settings.admin_token:
         log.warning(
             "Model management is on without an admin_token: anyone who can reach port %d may upload, delete"
             " or change models",
@@ -74,31 +74,17 @@ def warn_if_anyone_may_write(settings: Settings) -> None:
         )
 
 
-def _refusal(settings: Settings) -> PermissionDenied | None:
-    """Why the write calls are refused to everyone (``None``: they are on)."""
-    if not settings.enable_model_management:
-        return PermissionDenied(
-            "Model management is disabled: start the server with --enable_model_management to upload, delete"
-            " or change models"
-        )
-    if settings.read_only:
-        return PermissionDenied("The server is read-only: uploads, deletes and params changes are turned off")
-    if not settings.model_repository:
-        return PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
-    return None
-
-
 def _writable_repository() -> ModelRepository:
     """The repository, once the request may write to it (model management on, the admin token if set)."""
     core = _core()
-    refusal = _refusal(core.settings)
+    refusal = write_refusal(core.settings)
     if refusal is not None:
         raise refusal
     if core.settings.admin_token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), core.settings.admin_token.encode()):
             raise Unauthenticated("This call needs the header 'Authorization: Bearer <admin token>'")
-    assert core.repository is not None  # NOTE: built from model_repository, which _refusal checked
+    assert core.repository is not None  # NOTE: built from model_repository, which write_refusal checked
     return core.repository
 
 
