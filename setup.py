@@ -71,6 +71,9 @@ setup(
             # Kubernetes 1.37). KServe's SDK, for its objects, pins protobuf<7: the test installs it in a
             # venv of its own (tests/deploy/test_kubernetes_manifests.py).
             "kubernetes-validate>=1.37",
+            # Drives Debian's chromium through its chromium-driver (tests/e2e/test_dashboard.py): no browser
+            # download, no network.
+            "selenium>=4.20",
         ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},

@@ -249,7 +249,7 @@ def test_a_browser_gets_a_page_that_names_every_model_version_and_state_without_
 
 def test_the_page_loads_only_its_own_files_and_every_control_has_a_label(client):
     _, parsed = page(client)
-    assert sorted(parsed.sources) == ["/dashboard.css", "/dashboard.js"] and not parsed.inline_script
+    assert sorted(parsed.sources) == ["/dashboard.css", "/dashboard.js", "data:,"] and not parsed.inline_script
     assert len(parsed.ids) == len(set(parsed.ids))
     assert parsed.controls and set(parsed.controls) <= parsed.labelled
 

@@ -45,10 +45,11 @@ EXAMPLE_LIMIT_BYTES = 256 << 10
 """Largest example request a try-it form is prefilled with (a signature of large inputs gets none)."""
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
     " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-"""The page runs its own script and style only, talks to this server only, and is never framed."""
+"""The page runs its own script and style only, talks to this server only, and is never framed (its icon is
+an empty ``data:`` one, so no browser asks for ``/favicon.ico``)."""
 
 _FILES = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 
@@ -72,7 +73,13 @@ def index() -> Response:
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         tries = {model["name"]: try_its(_service(), model, _origin()) for model in data["models"]}
         page = render_template(
-            "dashboard.html", summary=data, tries=tries, poll_seconds=POLL_SECONDS, clock=_clock, shape=_shape
+            "dashboard.html",
+            summary=data,
+            tries=tries,
+            poll_seconds=POLL_SECONDS,
+            clock=_clock,
+            shape=_shape,
+            parameter=_parameter,
         )
         response = Response(page, mimetype="text/html")
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
@@ -258,3 +265,10 @@ def _clock(epoch_seconds: float) -> tuple[str, str]:
 def _shape(dims: list[int] | None) -> str:
     """A tensor's shape as the page shows it: ``[?, 784]``; ``unknown`` for an unknown rank."""
     return "unknown" if dims is None else "[" + ", ".join("?" if size < 0 else str(size) for size in dims) + "]"
+
+
+def _parameter(value: Any) -> str:
+    """A batching parameter as the page shows it: a list of sizes joined, ``any`` for none."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(str, value)) + "]" if value else "any"
+    return str(value)

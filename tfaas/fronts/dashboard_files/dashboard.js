@@ -74,9 +74,13 @@
 
   // ---- try it ------------------------------------------------------------------------------------
 
+  // An answer as the form shows it: a line per key of its object (each value on one line), else as sent.
   function pretty(text) {
     try {
-      return JSON.stringify(JSON.parse(text), null, 2);
+      const answer = JSON.parse(text);
+      if (answer === null || typeof answer !== "object" || Array.isArray(answer)) return text;
+      const lines = Object.entries(answer).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
+      return `{\n${lines.join(",\n")}\n}`;
     } catch {
       return text;
     }
