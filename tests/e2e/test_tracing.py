@@ -106,7 +106,7 @@ def test_the_traced_server_serves_and_its_request_span_continues_the_callers_tra
     assert span.parent_span_id.hex() == "b7ad6b7169203331" and span.kind == Span.SPAN_KIND_SERVER
     assert attributes(span) == {
         "tfaas.model": "half",
-        "tfaas.model.version": "1",
+        "tfaas.model.version": 1,
         "tfaas.api": "predict",
         "tfaas.entrypoint": "REST",
         "tfaas.status": "OK",

@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.asgi_client import AsgiClient, worker_client
@@ -23,6 +24,7 @@ from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.states import EventBus, ManagerState
 from tfaas.core.version_policy import ServableVersionPolicy
+from tfaas.inference import request_metrics
 from tfaas.inference.request_metrics import GRPC
 from tfaas.inference.types import PredictRequest
 from tfaas.server_core import ModelSpec, ServerCore
@@ -96,7 +98,7 @@ def test_a_rest_predict_is_one_server_span_continuing_the_callers_trace(client, 
     assert span.kind is SpanKind.SERVER
     assert dict(span.attributes) == {
         "tfaas.model": "m",
-        "tfaas.model.version": "1",
+        "tfaas.model.version": 1,
         "tfaas.api": "predict",
         "tfaas.entrypoint": "REST",
         "tfaas.status": "OK",
@@ -130,7 +132,7 @@ def test_client_and_server_errors_are_told_apart(client, exporter):
     assert client.post("/v1/models/m/versions/2:predict", json={"instances": [[1.0]]}).status_code == 404
     (missing, _) = named(exporter, "REST predict")
     assert missing.attributes["tfaas.model"] == "nope" and missing.attributes["tfaas.status"] == "NOT_FOUND"
-    assert missing.attributes["http.response.status_code"] == 404
+    assert missing.attributes["http.response.status_code"] == 404 and "tfaas.model.version" not in missing.attributes
     assert missing.status.status_code is StatusCode.UNSET  # NOTE: a client's error is no server error
 
 
@@ -220,3 +222,13 @@ def test_a_load_span_ends_with_the_servable_id():
     bus.publish(ServableId("a", 7), ManagerState.AVAILABLE)
     first, second = exporter.get_finished_spans()
     assert first.end_time <= second.start_time and second.attributes["tfaas.state"] == "AVAILABLE"
+
+
+def test_a_request_the_sampler_leaves_out_sends_nothing():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    core = ServerCore(Settings(), tracing=Tracing(provider))
+    with request_metrics.recorded(core, "predict", "m"), request_timing.timed("parse"):
+        pass
+    assert exporter.get_finished_spans() == ()

@@ -101,16 +101,19 @@ class RequestSpan:
         status of a request that has one), and a child span per stage interval. A server's error marks the span
         an error, as OpenTelemetry's conventions say: a 5xx, or for gRPC one of :data:`GRPC_SERVER_ERRORS`."""
         span = self._span
+        if not span.is_recording():  # NOTE: not sampled (OTEL_TRACES_SAMPLER): nothing to add, nothing sent
+            return
         span.update_name(_name(record))  # NOTE: a front may learn the API only once it has routed the request
         span.set_attributes(
             {
                 "tfaas.model": record.model,
-                "tfaas.model.version": record.version,
                 "tfaas.api": record.api,
                 "tfaas.entrypoint": record.entrypoint,
                 "tfaas.status": code,
             }
         )
+        if record.version:  # NOTE: none where the request failed before it reached a version
+            span.set_attribute("tfaas.model.version", int(record.version))
         if http_status is not None:
             span.set_attribute("http.response.status_code", http_status)
         if http_status >= 500 if http_status is not None else code in GRPC_SERVER_ERRORS:
