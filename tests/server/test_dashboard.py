@@ -8,15 +8,15 @@ import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.asgi_client import AsgiClient, worker_client
+from tests.asgi_client import AsgiClient
+from tests.server.test_rest_api import TimesVersionLoader
 from tfaas.config import ModelConfig, Settings
-from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.fronts.dashboard import CONTENT_SECURITY_POLICY
 from tfaas.metrics import Metrics
@@ -75,23 +75,17 @@ class Doubling:
         return None
 
 
-class Loader:
+class Loader(TimesVersionLoader):
     """Versions 1 and 2 load; version 3 fails with a hostile message."""
-
-    def __init__(self, id: ServableId, path: str) -> None:
-        self.id = id
 
     def load(self) -> Doubling:
         if self.id.version == 3:
             raise RuntimeError(HOSTILE_ERROR)
         return Doubling()
 
-    def unload(self) -> None:
-        pass
-
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
+def serve(tmp_path: Path, start_worker) -> Any:
     """``serve(**settings)``: a client of a worker serving ``m`` (versions 1, 2 and a broken 3) and, from the
     model repository, ``uploaded`` (version 1)."""
     for model, versions in (("m", (1, 2, 3)), ("repo/uploaded", (1,))):
@@ -109,21 +103,15 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         file_system_poll_wait_seconds=-1,
         max_num_load_retries=0,
     )
-    started: list[tuple[ServerCore, AsgiClient]] = []
+
+    def ready(core: ServerCore) -> bool:
+        states, serving = core.states("m"), (core.available_versions("m"), core.available_versions("uploaded"))
+        return serving == ([2, 1], [1]) and 3 in states and bool(states[3].error)
 
     def serve(**settings: Any) -> AsgiClient:
-        metrics = Metrics(CollectorRegistry())
-        core = ServerCore(dataclasses.replace(base, **settings), loader_factory=Loader, metrics=metrics)
-        core.start()
-        assert core.wait_until(lambda: core.available_versions("m") == [2, 1] and core.states("m")[3].error, 5)
-        assert core.wait_until(lambda: core.available_versions("uploaded") == [1], 5)
-        started.append((core, worker_client(core)))
-        return started[-1][1]
+        return start_worker(dataclasses.replace(base, **settings), Loader, ready, Metrics(CollectorRegistry()))
 
-    yield serve
-    for core, client in started:
-        client.close()
-        core.stop()
+    return serve
 
 
 @pytest.fixture

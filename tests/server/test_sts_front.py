@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.asgi_client import worker_client
 from tests.server.test_rest_api import SIGNATURE, TimesVersion, TimesVersionLoader
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
-from tfaas.server_core import ServerCore
 
 SIGNATURE_DEF_MAP = {
     "signature_def": {
@@ -42,26 +40,19 @@ class DescribedLoader(TimesVersionLoader):
 
 
 @pytest.fixture
-def serve(tmp_path: Path):
+def serve(tmp_path: Path, start_worker):
     """``serve(**settings)``: a client of a worker serving ``default`` (versions 1 and 2) under ``settings``."""
     for version in (1, 2):
         (tmp_path / "default" / str(version)).mkdir(parents=True)
         (tmp_path / "default" / str(version) / "saved_model.pb").write_bytes(b"fake")
     model = ModelConfig("default", str(tmp_path / "default"), version_policy=ServableVersionPolicy("all"))
     base = Settings(enable_batching=False, models=(model,), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
-    started = []
 
     def serve(**settings):
-        core = ServerCore(dataclasses.replace(base, **settings), loader_factory=DescribedLoader)
-        core.start()
-        assert core.wait_until(lambda: core.available_versions("default") == [2, 1], 5)
-        started.append((core, worker_client(core)))
-        return started[-1][1]
+        ready = lambda core: core.available_versions("default") == [2, 1]  # noqa: E731
+        return start_worker(dataclasses.replace(base, **settings), DescribedLoader, ready)
 
-    yield serve
-    for core, client in started:
-        client.close()
-        core.stop()
+    return serve
 
 
 @pytest.fixture
