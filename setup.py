@@ -17,6 +17,8 @@ setup(
     package_data={
         "tfaas.server": ["openapi.yaml"],
         "tfaas.protos": ["tfaas.proto", "tf_predict.proto", "open_inference_grpc.proto"],
+        # The dashboard's page, style and script (GET /): served from the package, nothing fetched at run time.
+        "tfaas.fronts": ["dashboard_files/*"],
     },
     install_requires=[
         "tensorflow>=2.16,<3",
@@ -49,6 +51,11 @@ setup(
         "grpcio>=1.66",
         "grpcio-health-checking>=1.66",
         "grpcio-reflection>=1.66",
+        # Tracing (off unless an OTLP endpoint is set; imported only then): OTLP over HTTP, whose protobuf
+        # modules accept protobuf 7 (opentelemetry-proto 1.45 asks for protobuf>=5,<8), where the gRPC
+        # exporter would bring a second grpcio constraint for no gain.
+        "opentelemetry-sdk>=1.45",
+        "opentelemetry-exporter-otlp-proto-http>=1.45",
     ],
     extras_require={
         "test": [
@@ -67,6 +74,9 @@ setup(
             # tritonclient[http,grpc] drives the Open Inference Protocol's tests, but its gRPC client pins
             # protobuf<7 (and ml-dtypes<=0.5.4) where the server needs protobuf 7: the tests install it in a venv
             # of their own (tests/e2e/triton.py), as the PAI-EAS SDK's.
+            # Drives Debian's chromium through its chromium-driver (tests/e2e/test_dashboard.py): no browser
+            # download, no network.
+            "selenium>=4.20",
         ]
     },
     entry_points={"console_scripts": ["tfaas=tfaas.cli:main"]},

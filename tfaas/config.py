@@ -943,6 +943,13 @@ class Settings:
         "",
         "Where to write one line per request, in log_format: '-' for stderr, a file path, or '' for none.",
     )
+    otlp_endpoint: str = _option(
+        "",
+        "Trace requests and version loads with OpenTelemetry, sending spans over OTLP/HTTP to this collector"
+        " (e.g. http://localhost:4318; spans go to its /v1/traces). Empty: off, unless OpenTelemetry's"
+        " OTEL_EXPORTER_OTLP_ENDPOINT names one; the other OTEL_* variables are honoured.",
+        check=lambda v: None if v == "" or re.match(r"https?://[^/]", v) else "must be an http:// or https:// URL",
+    )
     tensorflow_intra_op_parallelism: int = _option(
         0,
         "Threads TensorFlow may use inside one op (a matmul) per worker; 0: the worker's share of the cores"

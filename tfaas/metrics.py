@@ -43,6 +43,7 @@ from tfaas.core.states import EventBus, ManagerState, ServableState
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
     from tfaas.core.servable_id import ServableId
 
@@ -338,16 +339,25 @@ class Metrics:
 
     def render(self) -> bytes:
         """Every metric in Prometheus's text format (0.0.4), summed over all workers in multi-process mode."""
-        from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+        from prometheus_client import generate_latest
+
+        return _TF_COUNTER_TOTAL.sub(rb"\1\2", generate_latest(self._summed()))
+
+    def collect(self) -> list[Metric]:
+        """Every metric and its samples, summed over all workers in multi-process mode (as :meth:`render`)."""
+        return list(self._summed().collect())
+
+    def _summed(self) -> Any:
+        """The registry to read: a collector of every worker's files in multi-process mode, else this one."""
+        from prometheus_client import REGISTRY, CollectorRegistry
 
         if self._multiprocess:
             from prometheus_client import multiprocess
 
-            registry: Any = CollectorRegistry()
+            registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = REGISTRY if self._registry is None else self._registry
-        return _TF_COUNTER_TOTAL.sub(rb"\1\2", generate_latest(registry))
+            return registry
+        return REGISTRY if self._registry is None else self._registry
 
 
 _default: Metrics | None = None

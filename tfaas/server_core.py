@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Mapping, Protocol, Sequence
 
 from tfaas.batching.loader import BatchingLoader
 from tfaas.batching.parameters import BatchingParameters
@@ -31,6 +31,9 @@ from tfaas.errors import InvalidArgument, NotFound, Unavailable
 from tfaas.metrics import Metrics, default_metrics
 from tfaas.model_repository import ModelRepository
 from tfaas.servables import warmup
+
+if TYPE_CHECKING:
+    from tfaas.tracing.spans import Tracing
 
 log = logging.getLogger("tfaas.server_core")
 
@@ -124,16 +127,21 @@ class ServerCore:
         repository_models_at_start: Collection[str] | None = None,
         lifecycle: Lifecycle | None = None,
         rotation: Rotation | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``lifecycle``: the coordinator to follow (default: one on threads of this process, deciding from
         ``settings`` and ``repository_models_at_start``, the model repository's models readiness waits for).
-        ``rotation``: this worker's listener (default: none, always in rotation)."""
+        ``rotation``: this worker's listener (default: none, always in rotation). ``tracing``: this worker's
+        spans of requests and loads (default: none; closing it is its maker's)."""
         self.settings = settings
         self.bus = EventBus()
         self.monitor = ServableStateMonitor(self.bus)
         """This worker's own version states (what it reports); the server's are :meth:`states`."""
         self.metrics = metrics if metrics is not None else default_metrics()
         self.metrics.watch(self.bus)
+        self.tracing = tracing
+        if tracing is not None:
+            tracing.watch(self.bus)
         # NOTE: process-wide, as there is one ServerCore per worker process.
         warmup.configure(
             warmup.WarmupOptions(settings.num_request_iterations_for_warmup, self.metrics, settings.first_call_warmup)
@@ -305,10 +313,15 @@ class ServerCore:
         except NotFound:  # NOTE: serves elsewhere, and here in a moment (this worker follows a step behind)
             raise Unavailable(f"Model {spec.name} is loading: version {version} is loading") from None
 
+    def model_config(self, name: str) -> ModelConfig | None:
+        """The configuration the server serves ``name`` with (None for an unknown model)."""
+        model = self._decision.models.get(name)
+        return model.config if model else None
+
     def version_labels(self, name: str) -> Mapping[str, int]:
         """The labels configured for ``name`` (empty for an unknown model)."""
-        model = self._decision.models.get(name)
-        return model.config.version_labels if model else {}
+        config = self.model_config(name)
+        return config.version_labels if config else {}
 
     def _label_version(self, name: str, label: str) -> int:
         labels = self.version_labels(name)

@@ -359,9 +359,13 @@ def test_tf_servings_answers_win_on_the_paths_both_have(server):
     assert "default" in [model["name"] for model in server.get("/v1/models").json()["models"]]
 
 
-def test_get_slash_is_not_served(server):
-    response = server.get("/")
-    assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST"
+def test_get_slash_is_the_dashboard_and_other_methods_a_405(server):
+    summary = server.get("/").json()
+    assert "default" in [model["name"] for model in summary["models"]]
+    page = server.get("/", headers={"Accept": "text/html"})
+    assert page.headers["Content-Type"].startswith("text/html") and 'data-model="default"' in page.text
+    response = requests.put(server.url + "/", timeout=30)
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
 
 
 # ---- CORS --------------------------------------------------------------------------------------------

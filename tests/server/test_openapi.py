@@ -69,7 +69,7 @@ def test_every_documented_path_is_routed(flask_app, method, path):
         assert tf_serving_rest.resolve(method.upper(), concrete).api != "other"
     elif v2_rest.serves(concrete):
         assert not v2_rest.resolve(method.upper(), concrete).allowed
-    elif sts.serves(concrete):
+    elif sts.serves(method.upper(), concrete):
         assert method == "post"
     else:
         endpoint, _ = flask_app.url_map.bind("localhost").match(concrete, method=method.upper())

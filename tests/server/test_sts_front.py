@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.asgi_client import worker_client
 from tests.server.test_rest_api import SIGNATURE, TimesVersion, TimesVersionLoader
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.version_policy import ServableVersionPolicy
 from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
-from tfaas.server_core import ServerCore
 
 SIGNATURE_DEF_MAP = {
     "signature_def": {
@@ -42,26 +40,19 @@ class DescribedLoader(TimesVersionLoader):
 
 
 @pytest.fixture
-def serve(tmp_path: Path):
+def serve(tmp_path: Path, start_worker):
     """``serve(**settings)``: a client of a worker serving ``default`` (versions 1 and 2) under ``settings``."""
     for version in (1, 2):
         (tmp_path / "default" / str(version)).mkdir(parents=True)
         (tmp_path / "default" / str(version) / "saved_model.pb").write_bytes(b"fake")
     model = ModelConfig("default", str(tmp_path / "default"), version_policy=ServableVersionPolicy("all"))
     base = Settings(enable_batching=False, models=(model,), version_settle_seconds=0, file_system_poll_wait_seconds=-1)
-    started = []
 
     def serve(**settings):
-        core = ServerCore(dataclasses.replace(base, **settings), loader_factory=DescribedLoader)
-        core.start()
-        assert core.wait_until(lambda: core.available_versions("default") == [2, 1], 5)
-        started.append((core, worker_client(core)))
-        return started[-1][1]
+        ready = lambda core: core.available_versions("default") == [2, 1]  # noqa: E731
+        return start_worker(dataclasses.replace(base, **settings), DescribedLoader, ready)
 
-    yield serve
-    for core, client in started:
-        client.close()
-        core.stop()
+    return serve
 
 
 @pytest.fixture
@@ -102,12 +93,14 @@ def test_what_is_not_there_is_a_400_in_stss_words(client, body, message):
     assert response.status_code == 400 and response.json["error"].startswith(message)
 
 
-def test_slash_answers_post_only_get_left_for_the_dashboard_to_come(client):
-    for method in ("GET", "HEAD", "PUT", "DELETE"):
+def test_slash_answers_post_and_leaves_get_to_the_dashboard(client):
+    for method in ("PUT", "DELETE", "PATCH"):
         response = client.open("/", method=method)
-        assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST", method
-    assert client.get("/").json == {"error": "Method GET is not allowed for /"}
-    assert client.options("/").headers["Allow"] == "OPTIONS, POST"
+        assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, OPTIONS, POST", method
+    assert client.put("/").json == {"error": "Method PUT is not allowed for /"}
+    assert client.options("/").headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    assert client.get("/").status_code == 200 and client.get("/").json["models"][0]["name"] == "default"
+    assert client.head("/").status_code == 200
 
 
 def count(client, labels: str) -> float:
@@ -176,7 +169,8 @@ def basic(credentials: str, scheme: str = "Basic") -> dict[str, str]:
 )
 def test_basic_auth_refuses_every_route_without_the_right_credentials(serve, headers):
     client = serve(enable_basic_auth=True, basic_auth_password="p:w:x")
-    for method, path in (("POST", "/"), ("GET", "/v1/models"), ("GET", "/models"), ("OPTIONS", "/v1/models")):
+    routes = (("POST", "/"), ("GET", "/"), ("GET", "/v1/models"), ("GET", "/models"), ("OPTIONS", "/v1/models"))
+    for method, path in routes:
         response = client.open(path, method=method, headers=headers, json={"data": {"x": [[1.0]]}})
         assert response.status_code == 401, (method, path)
         assert response.headers["WWW-Authenticate"] == 'Basic realm="tfaas", charset="UTF-8"'

@@ -77,7 +77,7 @@ class BatchingServable:
         try:
             return task.wait()
         finally:
-            request_timing.add("queue", queue_seconds(task))
+            note_queue(task)
 
     def submit(
         self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Callable[[Task], None] | None = None
@@ -136,9 +136,10 @@ class BatchingServable:
             task.fail(error)
 
 
-def queue_seconds(task: Task) -> float:
-    """How long ``task`` waited for its batch to start."""
-    return max(task.started - task.enqueued, 0.0)
+def note_queue(task: Task) -> None:
+    """Add how long ``task`` waited for its batch to start to the current request's ``queue`` stage."""
+    started = task.started or None  # NOTE: 0 for a task whose batch never ran: no interval to place
+    request_timing.add("queue", max(task.started - task.enqueued, 0.0), started)
 
 
 class NotBatchable(Exception):

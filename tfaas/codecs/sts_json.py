@@ -275,12 +275,17 @@ def example_request(model_name: str, signature_def_map: Mapping[str, Any]) -> di
     if not signatures:
         raise InvalidArgument(f"Model {model_name} has no signature to build an example request for")
     name = next((n for n in (DEFAULT_SIGNATURE, "predict") if n in signatures), min(signatures))
-    data = {alias: _example_value(tensor) for alias, tensor in sorted(signatures[name].get("inputs", {}).items())}
     body: dict[str, Any] = {"model_name": model_name}
     if name != DEFAULT_SIGNATURE:
         body["signature_name"] = name
-    body["data"] = data
+    body["data"] = example_inputs(signatures[name])
     return body
+
+
+def example_inputs(signature: Mapping[str, Any]) -> dict[str, Any]:
+    """``{alias: value}`` for every input of ``signature`` (a SignatureDef as TF Serving's metadata gives
+    it), each filled as :func:`example_request` says, aliases sorted."""
+    return {alias: _example_value(tensor) for alias, tensor in sorted(signature.get("inputs", {}).items())}
 
 
 def example_json(model_name: str, signature_def_map: Mapping[str, Any]) -> bytes:

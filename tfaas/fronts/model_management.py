@@ -30,6 +30,15 @@ def refusal(settings: Settings) -> PermissionDenied | None:
     return None
 
 
+def upload_refusal(settings: Settings) -> PermissionDenied | None:
+    """Why uploads and deletes of the model repository are refused to everyone (``None``: they are on; an
+    admin token may still guard them): as :func:`refusal`, and without a model repository to write to."""
+    refused = refusal(settings)
+    if refused is None and not settings.model_repository:
+        return PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
+    return refused
+
+
 def check_allowed(settings: Settings, authorization: str | None) -> None:
     """Raise the ``PermissionDenied`` or ``Unauthenticated`` a call that changes models gets, given the
     request's ``Authorization`` header; return when it may go on."""

@@ -1,6 +1,6 @@
 """Simple TensorFlow Serving's inference (``POST /``) over the inference service (its ``gen_json`` and
-``gen_client`` calls are in :mod:`tfaas.fronts.sts_clients`). Other methods on ``/`` are a 405: ``GET /``
-is STS's dashboard, which tfaas does not serve (yet).
+``gen_client`` calls are in :mod:`tfaas.fronts.sts_clients`). ``GET /`` (STS's dashboard) is tfaas's
+dashboard (:mod:`tfaas.fronts.dashboard`); other methods on ``/`` are a 405.
 
 STS answers every failed inference with a 400; so does this front where the request names what is not
 there (an unknown model, with STS's message, or version), or feeds what does not fit. Where STS fails with
@@ -23,13 +23,17 @@ from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader, RestAnswer
 from tfaas.inference.request_metrics import RequestRecord
 from tfaas.inference.service import InferenceService
 
-ALLOWED = ("OPTIONS", "POST")
-"""The methods of ``/``: ``GET /`` is no STS call (STS's dashboard; tfaas's is to come)."""
+DASHBOARD_METHODS = ("GET", "HEAD")
+"""The methods of ``/`` that are the dashboard's, not this front's."""
+
+ALLOWED = (*DASHBOARD_METHODS, "OPTIONS", "POST")
+"""The methods of ``/``, which this front names in its 405s and ``OPTIONS`` answers."""
 
 
-def serves(path: str) -> bool:
-    """Whether this front answers requests for ``path``: ``/``, whose ``POST`` is STS's inference."""
-    return path == "/"
+def serves(method: str, path: str) -> bool:
+    """Whether this front answers ``method path``: ``/`` (whose ``POST`` is STS's inference), but for the
+    dashboard's methods."""
+    return path == "/" and method not in DASHBOARD_METHODS
 
 
 class StsFront:

@@ -131,20 +131,23 @@ def gen_json(service: InferenceService, spec: ModelSpec) -> bytes:
 def gen_client(service: InferenceService, spec: ModelSpec, language: str, origin: str) -> bytes:
     """``gen_client``: the source of a client in ``language`` (bash for ``""``) that sends the model's
     example request to ``origin`` (``http://host:port``) and prints the answer."""
-    template = _TEMPLATES.get(language or DEFAULT_LANGUAGE)
-    if template is None:
+    if (language or DEFAULT_LANGUAGE) not in _TEMPLATES:
         raise InvalidArgument(
             f"Language: {language} is not supported to gen client (supported: {', '.join(LANGUAGES)})"
         )
     body = gen_json(service, spec).decode("utf-8")
-    url = f"{origin}/"
+    return client_source(language or DEFAULT_LANGUAGE, spec.name, f"{origin}/", body).encode("utf-8")
+
+
+def client_source(language: str, model: str, url: str, body: str) -> str:
+    """The source of a client in ``language`` (one of :data:`LANGUAGES`) that posts the JSON ``body`` (one
+    line) for ``model`` to ``url`` and prints the answer."""
     # NOTE: a JSON string (ensure_ascii off: Go refuses the surrogate pairs of \u escapes) is a string
     # literal of Python, Go and JavaScript alike; JSON text is a JavaScript expression, and a bash here-doc
-    # holds one line of it unchanged. The origin is checked by the transport, model names are plain words.
-    source = template.substitute(
-        model=spec.name, url=url, body=body, url_literal=_literal(url), body_literal=_literal(body)
+    # holds one line of it unchanged. Origins are checked by the transport, model names are plain words.
+    return _TEMPLATES[language].substitute(
+        model=model, url=url, body=body, url_literal=_literal(url), body_literal=_literal(body)
     )
-    return source.encode("utf-8")
 
 
 def _literal(text: str) -> str:

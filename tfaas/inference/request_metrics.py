@@ -3,7 +3,8 @@
 A front opens a :class:`RequestRecord` around all its work on a request (parse, the service call,
 encode) with :func:`recorded`; the service notes the version it took a handle on; when the ``with``
 ends the request is counted with its outcome: OK, or the code and HTTP status of the ``TfaasError`` that
-ended it (500 for anything else, 499 for a client that went away).
+ended it (500 for anything else, 499 for a client that went away). Where the worker traces
+(:mod:`tfaas.tracing`), the record is a span too.
 
 Label values are bounded: ``model`` is the requested name only when it is a served model (else ``""``,
 so a client cannot create series by naming models that do not exist), and ``version`` is only ever the
@@ -24,7 +25,9 @@ from tfaas import request_timing
 from tfaas.errors import TfaasError
 
 if TYPE_CHECKING:
+    from tfaas.request_timing import Interval
     from tfaas.server_core import ServerCore
+    from tfaas.tracing.spans import RequestSpan
 
 log = logging.getLogger("tfaas.inference")
 
@@ -60,7 +63,8 @@ def recorded(core: ServerCore, api: str, model: str = "", entrypoint: str = REST
     """Count and time the request the ``with`` body serves; exceptions pass through, counted."""
     record = RequestRecord(api, model, entrypoint)
     token = _current.set(record)
-    request_timing.begin()
+    span = core.tracing.request(record) if core.tracing is not None else None
+    request_timing.begin(intervals=span is not None)
     status, code = 200, "OK"
     try:
         yield record
@@ -75,12 +79,14 @@ def recorded(core: ServerCore, api: str, model: str = "", entrypoint: str = REST
         raise
     finally:
         _current.reset(token)
-        _observe(core, record, status, code)
+        stages = request_timing.take()
+        _observe(core, record, status, code, stages.seconds)
+        if span is not None:
+            _end_span(span, record, status, code, stages.intervals or [])
 
 
-def _observe(core: ServerCore, record: RequestRecord, status: int, code: str) -> None:
-    """Record an answered request, and its stages (collected in this context) when it succeeded."""
-    stages = request_timing.take()
+def _observe(core: ServerCore, record: RequestRecord, status: int, code: str, stages: dict[str, float]) -> None:
+    """Record an answered request, and its stages when it succeeded."""
     try:
         served = record.model in core.model_names
         model = record.model if served else ""
@@ -97,3 +103,11 @@ def _observe(core: ServerCore, record: RequestRecord, status: int, code: str) ->
             core.metrics.observe_stages(model=model, api=record.api, stages=stages)
     except Exception:  # NOTE: metrics must never fail a request that has been answered
         log.exception("Recording request metrics failed")
+
+
+def _end_span(span: RequestSpan, record: RequestRecord, status: int, code: str, intervals: list[Interval]) -> None:
+    """Close the request's span (the HTTP status only for REST: a gRPC call has none)."""
+    try:
+        span.end(record, code, status if record.entrypoint == REST else None, intervals)
+    except Exception:  # NOTE: as the metrics, tracing must never fail a request that has been answered
+        log.exception("Ending the request's span failed")

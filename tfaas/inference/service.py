@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence, Ty
 import numpy as np
 
 from tfaas import request_timing
-from tfaas.batching.batching_servable import queue_seconds
+from tfaas.batching.batching_servable import note_queue
 from tfaas.config import ModelConfig
 from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ManagerState, ServableState
@@ -149,7 +149,7 @@ class InferenceService:
             if task is None:
                 return await self.in_pool(servable.run, signature_name, inputs)
             await done
-            request_timing.add("queue", queue_seconds(task))
+            note_queue(task)
             return task.wait()
         finally:
             request_timing.add("run", time.perf_counter() - started)

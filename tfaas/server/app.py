@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tfaas.fronts import eas
+from tfaas.fronts import dashboard, eas
 from tfaas.inference.service import InferenceService
 from tfaas.server import health, metrics, openapi, tfaas_api
 from tfaas.server.errors import register_error_handlers
@@ -24,4 +24,5 @@ def create_app(service: InferenceService) -> Flask:
     metrics.init_app(app, core.metrics)  # NOTE: /metrics and /monitoring/prometheus/metrics
     tfaas_api.register(app, core.settings.tfaas_api_prefix)
     app.register_blueprint(eas.blueprint)  # NOTE: PAI-EAS's /api/predict/<model>
+    dashboard.register(app)  # NOTE: GET / (POST / is STS's, on the ASGI front)
     return app

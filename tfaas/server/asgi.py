@@ -1,8 +1,8 @@
 """The ASGI front of a worker, its HTTP transport: TF Serving's ``/v1`` API served natively by its REST
 front (:mod:`tfaas.fronts.tf_serving_rest`), the Open Inference Protocol's ``/v2`` by its front
 (:mod:`tfaas.fronts.v2_rest`), Simple TensorFlow Serving's ``POST /`` by its front (:mod:`tfaas.fronts.sts`),
-every other request passed to the Flask app. In front of all of them, when the
-settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic authentication
+every other request passed to the Flask app (``GET /``, the dashboard, too). In front of all of them, when
+the settings ask for them: CORS (:mod:`tfaas.server.cors`) and HTTP basic authentication
 (:mod:`tfaas.server.basic_auth`).
 
 Why: under ``wrk -c32`` on dense42, gunicorn's ``gthread`` worker and Flask cost about half of the
@@ -28,6 +28,7 @@ from a2wsgi import WSGIMiddleware
 from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from tfaas import tracing
 from tfaas.errors import PayloadTooLarge, TfaasError
 from tfaas.fronts import sts, tf_serving_rest, v2_rest
 from tfaas.fronts.sts import StsFront
@@ -67,6 +68,7 @@ class AsgiFront:
         self._max_body = settings.max_request_body_bytes
         self._auth = BasicAuth.from_settings(settings)
         self._cors = settings.enable_cors
+        self._traced = service.core.tracing is not None
         self._wsgi = WSGIMiddleware(_input_terminated(wsgi_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,11 +85,13 @@ class AsgiFront:
         if self._auth is not None and not self._auth.allows(path, headers):
             await _respond_error(send, method, self._auth.refusal(), [CHALLENGE])
             return
+        if self._traced:
+            tracing.receive(headers)
         if tf_serving_rest.serves(path):
             await _answer(send, method, self._rest_answer(scope, receive))
         elif v2_rest.serves(path):
             await _answer(send, method, self._v2_answer(scope, receive))
-        elif sts.serves(path):
+        elif sts.serves(method, path):
             await _answer(send, method, self._sts_answer(scope, receive))
         else:
             await self._wsgi(scope, receive, send)

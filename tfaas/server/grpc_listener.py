@@ -67,6 +67,7 @@ from tfaas.inference.service import InferenceService
 from tfaas.server.listeners import has_connections, listening_sockets, refuse_handshakes_on
 from tfaas.server.rotation import warn_unfiltered
 from tfaas.server.unix_socket import UnixSocketForwarder
+from tfaas.tracing.grpc_metadata import TraceMetadata
 
 log = logging.getLogger("tfaas.server")
 
@@ -185,7 +186,11 @@ class GrpcListener:
 
     async def open(self) -> None:
         """Build and start a new server (a stopped one cannot start again)."""
-        server = grpc.aio.server(options=self._options, maximum_concurrent_rpcs=self._settings.grpc_max_threads or None)
+        server = grpc.aio.server(
+            options=self._options,
+            maximum_concurrent_rpcs=self._settings.grpc_max_threads or None,
+            interceptors=[TraceMetadata()] if self._service.core.tracing is not None else None,
+        )
         add_to_server(server, PredictionServicer(self._service, self._max_tensor_bytes), ModelServicer(self._service))
         v2_grpc.add_to_server(server, self._service)
         health = ReadinessHealth(self._service.core.is_ready)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from tfaas import tracing
 from tfaas.config import Settings, custom_op_libraries
 from tfaas.fronts.model_management import warn_if_anyone_may_write
 from tfaas.logs import logging_config, native_lines_logged
@@ -64,6 +65,7 @@ class TfaasApplication(BaseApplication):
         self.reloader: SighupReloader | None = None  # the worker's, installed in load()
         self.rotation: Rotation | None = None  # whether the worker takes connections, made in load()
         self.service: Any = None  # the worker's InferenceService over its core, every front's, made in load()
+        self.tracing: Any = None  # the worker's spans (tfaas.tracing), made in load() where tracing is on
         # NOTE: bound by the master at start, inherited by every worker (tfaas/server/unix_socket.py)
         self.grpc_unix_listener: socket.socket | None = None
         super().__init__(prog="tfaas serve")
@@ -114,7 +116,8 @@ class TfaasApplication(BaseApplication):
         tf_runtime.start(s.tensorflow_intra_op_parallelism, s.tensorflow_inter_op_parallelism, self.cfg.workers)
         tf_runtime.load_op_libraries(custom_op_libraries(s.custom_op_paths))
         lifecycle = RemoteLifecycle(self.coordinator.address, self.coordinator.authkey)
-        self.core = ServerCore(s, lifecycle=lifecycle, rotation=self.rotation)
+        self.tracing = tracing.from_settings(s)  # NOTE: in the worker: the span exporter's thread must not fork
+        self.core = ServerCore(s, lifecycle=lifecycle, rotation=self.rotation, tracing=self.tracing)
         self.core.start()
         self.reloader.start(self.core.reload_config)
         self.service = InferenceService(self.core, self.settings.threads)
@@ -168,6 +171,8 @@ class TfaasApplication(BaseApplication):
             self.core.stop()
             self.core = None
             log.info("Worker %s stopped", os.getpid())
+        if self.tracing is not None:
+            self.tracing.close()  # NOTE: after the core: the spans of the last requests are sent too
 
 
 def _repository_models(settings: Settings) -> list[str]:

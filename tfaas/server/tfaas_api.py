@@ -26,7 +26,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from google.protobuf.message import DecodeError
 
 from tfaas.codecs.tfaas import VersionFiles, first_row, image_request, row_request, top_labels
-from tfaas.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from tfaas.errors import InvalidArgument, NotFound, Unavailable
 from tfaas.fronts import model_management
 from tfaas.inference.service import InferenceService
 from tfaas.model_names import check_model_name
@@ -64,8 +64,10 @@ def _writable_repository() -> ModelRepository:
     """The repository, once the request may write to it (model management on, the admin token if set)."""
     core = _core()
     model_management.check_allowed(core.settings, request.headers.get("Authorization"))
-    if core.repository is None:
-        raise PermissionDenied("No model repository is configured (set model_repository to accept uploads)")
+    refused = model_management.upload_refusal(core.settings)
+    if refused is not None:
+        raise refused
+    assert core.repository is not None  # NOTE: built from model_repository, which upload_refusal checked
     return core.repository
 
 
