@@ -139,8 +139,8 @@ def test_the_summary_has_versions_states_errors_config_and_signatures(client):
     assert summary["server"] == {"ready": True, "not_ready": {}}
     assert summary["management"] == {
         "enabled": False,
-        "refusal": "Model management is disabled: start the server with --enable_model_management to upload, delete"
-        " or change models",
+        "refusal": "Model management is disabled: start the server with --enable_model_management to upload, delete,"
+        " load, unload or change models",
         "token_required": False,
     }
     m = model(summary, "m")
