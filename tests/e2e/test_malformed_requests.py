@@ -335,8 +335,8 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("suffix after the verb", "POST", P + "/x", {"instances": [1.0]}, 400, "Malformed request"),
     ("empty model name", "POST", "/v1/models/:predict", {"instances": [1.0]}, 400, "Malformed request"),
     ("/v1 alone", "GET", "/v1/", None, 400, "Malformed request"),
-    ("outside /v1", "GET", "/v2/models/multi", None, 404, "not found"),
-    ("outside /v1, POST", "POST", "/predict", {"instances": [1.0]}, 404, "not found"),
+    ("outside every API", "GET", "/v3/models/multi", None, 404, "not found"),
+    ("outside every API, POST", "POST", "/predict", {"instances": [1.0]}, 404, "not found"),
 ]
 # fmt: on
 
