@@ -1,24 +1,35 @@
-"""Side-by-side throughput: tfaas against a naive Flask app and Simple TensorFlow Serving (issue 6).
+"""Side-by-side throughput: tfaas over REST and gRPC, against the transport floors, a naive Flask app and
+Simple TensorFlow Serving (issues 6, 12 and 15).
 
 Run (once ``bash perf/peers/setup_sts.sh`` has made STS's virtual environment)::
 
-    python perf/bench.py                                  # 3 rounds of 8 s windows, about 12 minutes
-    python perf/bench.py --quick                          # a smoke run of about 2 minutes
+    python perf/bench.py                                  # 3 rounds of 8 s windows, about 13 minutes
+    python perf/bench.py --quick                          # a smoke run of about 3 minutes
+    python perf/bench.py --no-sts --no-naive --scenario grpc-dense42-b1-c32 --scenario dense42-b1-c32
     python perf/bench.py --variant "tfaas-2w=--workers 2 --threads 4" --variant "tfaas-b=--enable_batching"
+    python perf/bench.py --baseline before=HEAD~1         # tfaas at another commit, side by side (before/after)
 
 It builds the example models (``python -m tfaas.examples``) and a TF1 export of the same weights for STS
-(``perf/peers/export_tf1.py``), starts every server on its own 127.0.0.1 port in 8700-8799 and keeps
+(``perf/peers/export_tf1.py``), starts every server on its own 127.0.0.1 ports in 8700-8799 and keeps
 them up for the whole run:
 
-- ``tfaas``: ``tfaas serve`` with its default settings (and each ``--variant NAME=FLAGS``: more flags);
+- ``tfaas``: ``python -m tfaas serve`` from this checkout with its default settings, REST and gRPC (and
+  each ``--variant NAME=FLAGS``: more flags; each ``--baseline NAME=COMMIT``: tfaas's code at that commit);
+- ``rest-floor``: the REST transport floor, a fixed answer under tfaas's gunicorn + uvicorn stack
+  (``perf/peers/rest_floor.py``), as many workers as tfaas;
+- ``grpc-floor``: the gRPC floor, a trivial grpcio handler in tfaas's gRPC worker design
+  (``perf/grpc_floor.py serve``), as many workers as tfaas;
 - ``naive``: ``perf/peers/naive_app.py`` (Flask + ``tf.saved_model.load``) under gunicorn, 2 sync workers;
 - ``sts``: Simple TensorFlow Serving 0.8.2 as shipped (Flask's single-threaded server);
 
-checks that they all give the same answers, measures the in-process limit (``perf/peers/inprocess.py``),
-then loads them with ``wrk`` (``perf/lua/post.lua``), interleaved as ``/work/shared/docs/MEASURING.md``
-asks: for each round, each scenario, each server in turn (the order rotates every round), a warm-up and
-a measured window. Per window: good responses per second, p50/p99 latency, errors, the server's CPU time
-per request (every process of the server, from ``/proc``), the steal share of the machine and the
+checks that the model servers all give the same answers, over REST and gRPC, measures the in-process
+limit (``perf/peers/inprocess.py``), then loads them, interleaved as ``/work/shared/docs/MEASURING.md``
+asks: for each round, each scenario, each server that speaks its protocol in turn (the order rotates
+every round), a warm-up and a measured window. REST scenarios are loaded with ``wrk``
+(``perf/lua/post.lua``), gRPC ones (``grpc-…``) with the multi-process client of ``perf/grpc_floor.py``
+(serialized ``PredictRequest`` messages, ``tensor_content``; layout in :func:`grpc_layout`). Per window: good
+answers per second, p50/p99 latency, errors, the server's CPU time per request (every process of the
+server, from ``/proc``), the load client's CPU time per request, the steal share of the machine and the
 server's RSS. Writes ``perf/results/bench-latest.json`` (every window) and the section between
 ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` of ``perf/RESULTS.md`` (medians, ratios, targets).
 
@@ -28,6 +39,7 @@ Every process it starts is stopped by its own PID (SIGTERM, then SIGKILL), also 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import os
@@ -54,7 +66,9 @@ from typing import IO, Any, Callable, Iterable, Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # NOTE: this checkout's tfaas (settings, example weights), not another installed one
 PERF = REPO / "perf"
+GRPC_TOOL = PERF / "grpc_floor.py"
 LUA = PERF / "lua" / "post.lua"
 STS_VENV = PERF / ".venv-sts"
 RESULTS_MD = PERF / "RESULTS.md"
@@ -75,32 +89,76 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # NOTE:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One load: ``batch`` rows per request to ``model`` from ``concurrency`` connections."""
+    """One load: ``batch`` rows per request to ``model`` from ``concurrency`` connections (REST) or calls in
+    flight (gRPC)."""
 
     model: str
     batch: int
     concurrency: int
+    protocol: str = "rest"  # NOTE: "rest" or "grpc"
 
     @property
     def key(self) -> str:
-        return f"{self.model}-b{self.batch}-c{self.concurrency}"
+        prefix = "grpc-" if self.protocol == "grpc" else ""
+        return f"{prefix}{self.model}-b{self.batch}-c{self.concurrency}"
 
     @property
     def title(self) -> str:
-        return f"{self.model}, batch {self.batch}, {plural(self.concurrency, 'connection')}"
+        if self.protocol == "grpc":
+            processes, channels, calls = grpc_layout(self.concurrency)
+            layout = f"{plural(processes, 'process', 'es')} × {plural(channels, 'channel')} × {calls} in flight"
+            calls = plural(self.concurrency, "call")
+            return f"gRPC: {self.model}, batch {self.batch}, {calls} in flight ({layout})"
+        return f"REST: {self.model}, batch {self.batch}, {plural(self.concurrency, 'connection')}"
+
+    def twin(self) -> Scenario:
+        """The same load over the other protocol."""
+        return Scenario(self.model, self.batch, self.concurrency, "rest" if self.protocol == "grpc" else "grpc")
 
 
-FULL_SCENARIOS = (
-    Scenario("dense42", 1, 1),
-    Scenario("dense42", 1, 8),
-    Scenario("dense42", 1, 32),
-    Scenario("dense42", 1, 100),
-    Scenario("dense42", 32, 8),
-    Scenario("dense42", 1024, 2),
-    Scenario("half_plus_two", 1, 32),
+def grpc_layout(concurrency: int) -> tuple[int, int, int]:
+    """How the gRPC client spreads ``concurrency`` calls in flight: (processes, channels per process, calls
+    per channel). As a fleet of clients would: from 8 calls on, two processes with 4 channels (TCP
+    connections) each where that divides the calls (else 2, else 1), a few calls multiplexed on each; fewer
+    calls, one process, a channel per call."""
+    processes = 2 if concurrency >= 8 and concurrency % 2 == 0 else 1
+    per_process = concurrency // processes
+    channels = next(c for c in (4, 2, 1) if per_process % c == 0 and c <= per_process)
+    return processes, channels, per_process // channels
+
+
+def rest(model: str, batch: int, concurrency: int) -> Scenario:
+    return Scenario(model, batch, concurrency, "rest")
+
+
+def grpc(model: str, batch: int, concurrency: int) -> Scenario:
+    return Scenario(model, batch, concurrency, "grpc")
+
+
+KNOWN_SCENARIOS = (
+    rest("dense42", 1, 1),
+    rest("dense42", 1, 8),
+    rest("dense42", 1, 32),
+    rest("dense42", 1, 100),
+    rest("dense42", 32, 8),
+    rest("dense42", 1024, 2),
+    rest("half_plus_two", 1, 32),
+    grpc("dense42", 1, 1),
+    grpc("dense42", 1, 8),
+    grpc("dense42", 1, 32),
+    grpc("dense42", 1, 100),
+    grpc("dense42", 32, 8),
+    grpc("dense42", 1024, 2),
+    grpc("half_plus_two", 1, 32),
 )
-QUICK_SCENARIOS = (Scenario("dense42", 1, 32), Scenario("dense42", 1024, 2), Scenario("half_plus_two", 1, 32))
-TARGET_SCENARIO = Scenario("dense42", 1, 32)
+DEFAULT_SCENARIOS = tuple(
+    make(model, batch, concurrency)
+    for make in (rest, grpc)
+    for model, batch, concurrency in (("dense42", 1, 1), ("dense42", 1, 32), ("dense42", 1024, 2))
+)
+QUICK_SCENARIOS = (rest("dense42", 1, 32), grpc("dense42", 1, 32), rest("dense42", 1024, 2), grpc("dense42", 1024, 2))
+TARGET_SCENARIO = rest("dense42", 1, 32)
+B1024 = rest("dense42", 1024, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -285,22 +343,42 @@ def free_ports(count: int) -> list[int]:
 # Servers
 
 
+PROTOCOLS = {"tfaas": ("rest", "grpc"), "naive": ("rest",), "sts": ("rest",), "rest-floor": ("rest",)}
+PROTOCOLS["grpc-floor"] = ("grpc",)
+FLOORS = {"rest": "rest-floor", "grpc": "grpc-floor"}
+
+
 @dataclass
 class Server:
     """One server under test: how to start it, talk to it, and the process once started."""
 
     name: str
-    kind: str  # "tfaas", "naive" or "sts"
+    kind: str  # "tfaas", "naive", "sts", "rest-floor" or "grpc-floor"
     command: list[str]
-    port: int
+    port: int  # NOTE: the REST port; the gRPC floor's gRPC port
+    grpc_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO
+    commit: str = ""  # NOTE: a baseline's: the commit its code was taken from
     process: Popen | None = None
     log: Path | None = None
 
     @property
     def base(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    def speaks(self, scenario: Scenario) -> bool:
+        """Whether this server takes part in ``scenario`` (it speaks its protocol)."""
+        return scenario.protocol in PROTOCOLS[self.kind]
+
+    @property
+    def serves_models(self) -> bool:
+        """Whether its answers come from the models (a floor's never do)."""
+        return self.kind not in FLOORS.values()
 
     def url(self, model: str) -> str:
         """The predict URL for ``model``."""
@@ -324,17 +402,47 @@ class Server:
         return process_tree(self.process.pid)
 
 
-def server_env() -> dict[str, str]:
-    """The environment every server runs with: ours, with TensorFlow's C++ info lines off."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def server_env(code: Path = REPO) -> dict[str, str]:
+    """The environment every process runs with: ours, with TensorFlow's C++ info lines off, and ``code``
+    first on the import path (NOTE: an editable install elsewhere would otherwise be what runs)."""
+    path = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
 
 
-def tfaas_server(name: str, extra_flags: list[str], port: int, models: Path) -> Server:
-    """``tfaas serve`` on ``models`` (its defaults plus ``extra_flags``), bound to 127.0.0.1."""
-    script = Path(sys.executable).with_name("tfaas")
-    command = [str(script) if script.exists() else "tfaas", "serve", "--host", HOST, "--rest_api_port", str(port)]
-    command += ["--port", "0"]  # NOTE: no gRPC: several servers run at once, and this bench speaks REST
-    return Server(name, "tfaas", [*command, "--model_repository", str(models), *extra_flags], port)
+def tfaas_server(
+    name: str, extra_flags: list[str], ports: tuple[int, int], models: Path, code: Path = REPO, commit: str = ""
+) -> Server:
+    """``python -m tfaas serve`` of the tfaas in ``code`` (taken from ``commit``, if given) on ``models`` (its
+    defaults plus ``extra_flags``), REST and gRPC on 127.0.0.1's ``ports``."""
+    rest_port, grpc_port = ports
+    command = [sys.executable, "-m", "tfaas", "serve", "--host", HOST, "--rest_api_port", str(rest_port)]
+    command += ["--port", str(grpc_port), "--model_repository", str(models), *extra_flags]
+    return Server(name, "tfaas", command, rest_port, grpc_port, env=server_env(code), cwd=code, commit=commit)
+
+
+def export_commit(commit: str, into: Path) -> str:
+    """This repository's files at ``commit`` (``git archive``) written under ``into``; returns its short hash."""
+    into.mkdir(parents=True)
+    short = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", commit], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", short], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return short
+
+
+def rest_floor_server(port: int, workers: int) -> Server:
+    """``perf/peers/rest_floor.py`` under gunicorn as tfaas runs its workers (module docstring there)."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn) if gunicorn.exists() else "gunicorn", "-w", str(workers), "--reuse-port"]
+    command += ["-b", f"{HOST}:{port}", "-k", "perf.peers.rest_floor.FloorWorker", "--no-control-socket"]
+    return Server("rest-floor", "rest-floor", [*command, "perf.peers.rest_floor:app"], port)
+
+
+def grpc_floor_server(port: int, workers: int) -> Server:
+    """``perf/grpc_floor.py serve``: the trivial handler in ``workers`` grpc.aio-on-uvloop processes."""
+    command = [sys.executable, str(GRPC_TOOL), "serve", "--port", str(port), "--workers", str(workers)]
+    return Server("grpc-floor", "grpc-floor", command, port, port)
 
 
 def naive_server(port: int, models: Path) -> Server:
@@ -362,14 +470,28 @@ def start_server(server: Server, processes: Processes, logs: Path) -> None:
         server.process = processes.start(server.command, log, env={**server_env(), **server.env}, cwd=server.cwd)
 
 
+def tfaas_workers(models: Path) -> int:
+    """How many workers tfaas's defaults give on this machine for ``models`` (``workers: 0``: one per core,
+    as memory allows), for the floors: tfaas's own choice."""
+    from tfaas.config import Settings
+    from tfaas.server.worker_count import choose_workers
+
+    return choose_workers(Settings(model_repository=str(models))).count
+
+
 def tfaas_ready(server: Server) -> bool:
-    """Every model AVAILABLE, in every worker (tfaas's ``tfaas_model_version_state`` metric sums them)."""
+    """Every model AVAILABLE in every worker (tfaas's ``tfaas_model_version_state`` metric sums them), every
+    worker in rotation."""
     for model in MODELS:
         status, answer = http(f"{server.base}/v1/models/{model}")
         if status != 200 or "AVAILABLE" not in [v["state"] for v in answer["model_version_status"]]:
             return False
-    # NOTE: one worker's answer says nothing of the others'; the metric sums the workers' states.
-    workers = len(children(server.process.pid))
+    # NOTE: one worker's answer says nothing of the others'; the metric sums the workers' states, and a worker
+    # in rotation has its own listener on each port (the lifecycle coordinator, a child too, has none).
+    workers = len(set(re.findall(r"Booting worker with pid: (\d+)", server.log.read_text(errors="replace"))))
+    ports = [server.port, *([server.grpc_port] if server.grpc_port else [])]
+    if not workers or any(listeners_on(port) != workers for port in ports):
+        return False
     metrics = _get_text(f"{server.base}/metrics")
     for model in MODELS:
         pattern = rf'tfaas_model_version_state\{{model="{model}",state="AVAILABLE",version="\d+"\}} (\S+)'
@@ -396,9 +518,32 @@ def predicts_ok(server: Server) -> bool:
     )
 
 
+def grpc_floor_ready(server: Server) -> bool:
+    """Whether every worker of the gRPC floor listens (each has its own ``SO_REUSEPORT`` socket)."""
+    workers = len(children(server.process.pid))
+    return workers > 0 and listeners_on(server.port) == workers
+
+
+def listeners_on(port: int) -> int:
+    """How many TCP sockets of this machine listen on ``port`` (from ``/proc/net/tcp``)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port  # NOTE: 0A: LISTEN
+    return count
+
+
+READY: dict[str, Callable[[Server], bool]] = {"tfaas": tfaas_ready, "grpc-floor": grpc_floor_ready}
+
+
 def wait_ready(server: Server, processes: Processes) -> None:
     """Wait (``READY_TIMEOUT_S`` at most) until ``server`` serves every model; abort if it dies."""
-    ready: Callable[[Server], bool] = tfaas_ready if server.kind == "tfaas" else predicts_ok
+    ready = READY.get(server.kind, predicts_ok)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -465,22 +610,33 @@ def reference_outputs(model: str, rows: list[list[float]]) -> np.ndarray:
     return x
 
 
-def sanity_check(servers: Sequence[Server]) -> dict[str, float]:
-    """Abort unless the servers' answers agree with each other and with numpy within ``TOLERANCE``.
+def sanity_check(servers: Sequence[Server], work: Path, processes: Processes) -> dict[str, float]:
+    """Abort unless the model servers' answers, over REST and gRPC, agree with each other and with numpy
+    within ``TOLERANCE``, and the floors answer.
 
-    Returns the largest difference found for each model (between any two servers, or a server and numpy).
+    Returns the largest difference found for each model (between any two answers, or an answer and numpy).
     """
+    for floor in (s for s in servers if not s.serves_models):
+        if floor.kind == "rest-floor" and http(floor.url("dense42"), floor.body("dense42", [[0.0]]))[0] != 200:
+            raise SystemExit(f"bench: {floor.name} does not answer")
+    grpc_servers = [s for s in servers if s.serves_models and "grpc" in PROTOCOLS[s.kind]]
     worst = {}
     for model in MODELS:
         rows = input_rows(model, 8, seed=1)
         answers = {"numpy": reference_outputs(model, rows)}
-        for server in servers:
+        for server in (s for s in servers if s.serves_models):
             status, answer = http(server.url(model), server.body(model, rows), timeout=60)
             if status != 200:
                 raise SystemExit(f"bench: {server.name} answered {status} for {model}: {answer}")
             answers[server.name] = server.outputs(answer)
-            if answers[server.name].shape != answers["numpy"].shape:
-                raise SystemExit(f"bench: {server.name} {model}: shape {answers[server.name].shape} ≠ numpy's")
+        if grpc_servers:
+            body = grpc_bodies({f"check-{model}": (model, rows)}, work, processes)[f"check-{model}"]
+            for server in grpc_servers:
+                answer = grpc_predict(server, body, work, processes)
+                answers[f"{server.name} (gRPC)"] = np.asarray(next(iter(answer["outputs"].values())), np.float64)
+        for name, outputs in answers.items():
+            if outputs.shape != answers["numpy"].shape:
+                raise SystemExit(f"bench: {name} {model}: shape {outputs.shape} ≠ numpy's")
         worst[model] = 0.0
         for a, b in itertools.combinations(answers, 2):
             diff = float(np.max(np.abs(answers[a] - answers[b])))
@@ -490,11 +646,44 @@ def sanity_check(servers: Sequence[Server]) -> dict[str, float]:
     return worst
 
 
-def write_bodies(servers: Sequence[Server], scenarios: Sequence[Scenario], work: Path) -> dict[tuple[str, str], Path]:
-    """One body file per (server kind, scenario), the same rows for every server; keyed (kind, scenario key)."""
+def grpc_bodies(wanted: dict[str, tuple[str, list[list[float]]]], work: Path, processes: Processes) -> dict[str, Path]:
+    """Serialized PredictRequests of (model, rows) under the names of ``wanted``, written by
+    ``perf/grpc_floor.py bodies`` (TensorFlow Serving's API package imports TensorFlow: not here)."""
+    paths = {name: work / f"body-grpc-{name}.pb" for name in wanted}
+    spec = [
+        {"model": model, "input": INPUT_ALIAS[model], "rows": rows, "out": str(paths[name])}
+        for name, (model, rows) in wanted.items()
+        if not paths[name].exists()
+    ]
+    if spec:
+        spec_path = work / "grpc-bodies.json"
+        spec_path.write_text(json.dumps(spec))
+        run_to_end([sys.executable, str(GRPC_TOOL), "bodies", str(spec_path)], work / "grpc-bodies.log", processes)
+    return paths
+
+
+def grpc_predict(server: Server, body: Path, work: Path, processes: Processes) -> dict[str, Any]:
+    """One Predict of ``body`` on ``server``'s gRPC port, through TF Serving's stub; its decoded answer."""
+    out = work / f"predict-{server.name}.json"
+    command = [sys.executable, str(GRPC_TOOL), "predict", "--target", server.grpc_target, "--body", str(body)]
+    run_to_end(command, work / "grpc-predict.log", processes, stdout=out)
+    return json.loads(out.read_text().strip().splitlines()[-1])
+
+
+def write_bodies(
+    servers: Sequence[Server], scenarios: Sequence[Scenario], work: Path, processes: Processes
+) -> dict[tuple[str, str], Path]:
+    """One body file per (server kind, scenario), the same rows for every server; keyed (kind, scenario key).
+    Every gRPC server gets the same serialized PredictRequest."""
     bodies = {}
+    grpc_scenarios = [scenario for scenario in scenarios if scenario.protocol == "grpc"]
+    wanted = {f"{s.model}-{s.batch}": (s.model, input_rows(s.model, s.batch)) for s in grpc_scenarios}
+    grpc_paths = grpc_bodies(wanted, work, processes) if wanted else {}
     for server in servers:
-        for scenario in scenarios:
+        for scenario in (s for s in scenarios if server.speaks(s)):
+            if scenario.protocol == "grpc":
+                bodies[(server.kind, scenario.key)] = grpc_paths[f"{scenario.model}-{scenario.batch}"]
+                continue
             path = work / f"body-{server.kind}-{scenario.model}-{scenario.batch}.json"
             if not path.exists():
                 path.write_text(json.dumps(server.body(scenario.model, input_rows(scenario.model, scenario.batch))))
@@ -519,19 +708,47 @@ class Window:
     rows_per_s: float
     p50_ms: float
     p99_ms: float
-    non2xx: int
+    failed: int  # NOTE: answers that are not 2xx (REST) or not OK (gRPC)
     socket_errors: int
     server_cpu_ms_per_request: float | None
-    wrk_cpu_ms_per_request: float | None
+    client_cpu_ms_per_request: float | None
     rss_mib: float
     steal: float  # share of the machine's CPU time stolen by neighbours
-    others: float  # share of the machine's CPU time used by processes other than the server and wrk
+    others: float  # share of the machine's CPU time used by processes other than the server and the client
     processes_changed: bool
-    wrk: dict[str, Any]
+    client: str
+    load: dict[str, Any]
 
     @property
     def errors(self) -> int:
-        return self.non2xx + self.socket_errors
+        return self.failed + self.socket_errors
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a load client reports of one window."""
+
+    seconds: float
+    requests: int  # NOTE: answered, well or not
+    failed: int
+    socket_errors: int
+    p50_us: float
+    p99_us: float
+    client_cpu_s: float
+    client: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The server's processes' CPU times and the machine's, at one moment."""
+
+    cpu: dict[int, float]
+    machine: MachineCpu
+
+    @staticmethod
+    def take(pids: Sequence[int]) -> Sample:
+        return Sample(cpu_seconds(pids), MachineCpu.read())
 
 
 def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int, processes: Processes) -> dict:
@@ -552,6 +769,76 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int
     return json.loads(match.group(1))
 
 
+def wrk_window(
+    server: Server, scenario: Scenario, body: Path, args: argparse.Namespace, pids: list[int], processes: Processes
+) -> tuple[Load, Sample, Sample]:
+    """A ``wrk`` warm-up, then the measured ``wrk`` run, with the samples taken around it."""
+    url = server.url(scenario.model)
+    run_wrk(url, body, scenario.concurrency, args.warmup, args.wrk_threads, processes)
+    before, client_before = Sample.take(pids), _children_cpu()
+    result = run_wrk(url, body, scenario.concurrency, args.duration, args.wrk_threads, processes)
+    after, client_cpu = Sample.take(pids), _children_cpu() - client_before
+    load = Load(
+        seconds=result["duration_us"] / 1e6,
+        requests=result["requests"],
+        failed=result["non2xx"],
+        socket_errors=sum(result[k] for k in ("connect", "read", "write", "timeout")),
+        p50_us=result["p50_us"],
+        p99_us=result["p99_us"],
+        client_cpu_s=client_cpu,
+        client=f"wrk -t{min(args.wrk_threads, scenario.concurrency)} -c{scenario.concurrency}",
+        raw=result,
+    )
+    return load, before, after
+
+
+GRPC_CLIENT_START_S = 2.0
+"""Time given to the gRPC client's processes to start and connect, before their warm-up counts."""
+
+
+def grpc_window(
+    server: Server, scenario: Scenario, body: Path, args: argparse.Namespace, pids: list[int], processes: Processes
+) -> tuple[Load, Sample, Sample]:
+    """One run of ``perf/grpc_floor.py load``: its warm-up, then the window, whose start and end are agreed
+    in wall-clock time, so the samples here are taken at its moments."""
+    client_processes, channels, calls = grpc_layout(scenario.concurrency)
+    start = time.time() + GRPC_CLIENT_START_S + args.warmup
+    command = [sys.executable, str(GRPC_TOOL), "load", "--target", server.grpc_target, "--body", str(body)]
+    command += ["--processes", str(client_processes), "--channels", str(channels), "--calls", str(calls)]
+    command += ["--start", f"{start:.3f}", "--seconds", f"{args.duration:g}"]
+    with tempfile.TemporaryFile() as out:
+        process = processes.start(command, out, env=server_env())
+        try:
+            time.sleep(max(0.0, start - time.time()))
+            before = Sample.take(pids)
+            time.sleep(max(0.0, start + args.duration - time.time()))
+            after = Sample.take(pids)
+            process.wait(60)
+        finally:
+            processes.stop(process)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    match = re.search(r"^GRPC_LOAD (\{.*\})$", text, re.MULTILINE)
+    if process.returncode != 0 or not match:
+        raise SystemExit(f"bench: the gRPC client failed ({process.returncode}):\n{text[-3000:]}")
+    result = json.loads(match.group(1))
+    if result["late_s"] > 0.2:
+        print(f"bench: the gRPC client began its window {result['late_s']:.2f} s late", flush=True)
+    failed = sum(result["errors"].values())
+    load = Load(
+        seconds=result["seconds"],
+        requests=result["ok"] + failed,
+        failed=failed,
+        socket_errors=0,
+        p50_us=result["p50_us"],
+        p99_us=result["p99_us"],
+        client_cpu_s=result["client_cpu_s"],
+        client=f"grpc_floor.py load: {client_processes} × {channels} × {calls}",
+        raw=result,
+    )
+    return load, before, after
+
+
 def measure(
     server: Server,
     scenario: Scenario,
@@ -561,37 +848,35 @@ def measure(
     processes: Processes,
 ) -> Window:
     """A warm-up, then one measured window of ``server`` under ``scenario``."""
-    url = server.url(scenario.model)
-    run_wrk(url, body, scenario.concurrency, args.warmup, args.wrk_threads, processes)
     pids = server.pids()
-    cpu_before, machine_before, wrk_cpu_before = cpu_seconds(pids), MachineCpu.read(), _children_cpu()
-    result = run_wrk(url, body, scenario.concurrency, args.duration, args.wrk_threads, processes)
-    cpu_after, machine_after, wrk_cpu = cpu_seconds(pids), MachineCpu.read(), _children_cpu() - wrk_cpu_before
+    window = grpc_window if scenario.protocol == "grpc" else wrk_window
+    load, before, after = window(server, scenario, body, args, pids, processes)
     pids_after = server.pids()
-    server_cpu = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
-    others_cpu = max(0.0, machine_after.busy_seconds_since(machine_before) - server_cpu - wrk_cpu)
-    seconds = result["duration_us"] / 1e6
-    requests = result["requests"]
-    good = max(0, requests - result["non2xx"])
+    server_cpu = sum(after.cpu[pid] - before.cpu[pid] for pid in after.cpu if pid in before.cpu)
+    busy = after.machine.busy_seconds_since(before.machine)
+    others_cpu = max(0.0, busy - server_cpu - load.client_cpu_s)
+    good = max(0, load.requests - load.failed)
+    per_request = (lambda cpu: 1000 * cpu / load.requests) if load.requests else (lambda cpu: None)
     return Window(
         round=round_index,
         scenario=scenario.key,
         server=server.name,
-        seconds=seconds,
-        requests=requests,
-        good_rps=good / seconds,
-        rows_per_s=good * scenario.batch / seconds,
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        non2xx=result["non2xx"],
-        socket_errors=sum(result[k] for k in ("connect", "read", "write", "timeout")),
-        server_cpu_ms_per_request=1000 * server_cpu / requests if requests else None,
-        wrk_cpu_ms_per_request=1000 * wrk_cpu / requests if requests else None,
+        seconds=load.seconds,
+        requests=load.requests,
+        good_rps=good / load.seconds,
+        rows_per_s=good * scenario.batch / load.seconds,
+        p50_ms=load.p50_us / 1000,
+        p99_ms=load.p99_us / 1000,
+        failed=load.failed,
+        socket_errors=load.socket_errors,
+        server_cpu_ms_per_request=per_request(server_cpu),
+        client_cpu_ms_per_request=per_request(load.client_cpu_s),
         rss_mib=rss_mib(pids_after),
-        steal=machine_after.steal_since(machine_before),
-        others=machine_after.share_since(machine_before, others_cpu),
+        steal=after.machine.steal_since(before.machine),
+        others=after.machine.share_since(before.machine, others_cpu),
         processes_changed=set(pids_after) != set(pids),
-        wrk=result,
+        client=load.client,
+        load=load.raw,
     )
 
 
@@ -637,7 +922,7 @@ def summarize(windows: Sequence[Window], servers: Sequence[Server], scenarios: S
                 "p99_ms": median(w.p99_ms for w in mine),
                 "errors": sum(w.errors for w in mine),
                 "server_cpu_ms_per_request": median(w.server_cpu_ms_per_request for w in mine),
-                "wrk_cpu_ms_per_request": median(w.wrk_cpu_ms_per_request for w in mine),
+                "client_cpu_ms_per_request": median(w.client_cpu_ms_per_request for w in mine),
                 "rss_mib": median(w.rss_mib for w in mine),
                 "steal": median(w.steal for w in mine),
                 "others": median(w.others for w in mine),
@@ -647,26 +932,39 @@ def summarize(windows: Sequence[Window], servers: Sequence[Server], scenarios: S
 
 
 def ratios(windows: Sequence[Window], servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict:
-    """Median over rounds of the per-round ratios tfaas(-variant)/peer, for req/s and CPU per request."""
+    """Per scenario, the medians over rounds of per-round ratios, for answers/s and CPU per request: each tfaas
+    server against every other server in the scenario (its peers, the floor, the other tfaas servers), and,
+    for a gRPC scenario whose REST twin ran too, each tfaas server's gRPC against its REST (``NAME gRPC/REST``)."""
     by = {(w.round, w.scenario, w.server): w for w in windows}
     rounds = sorted({w.round for w in windows})
-    found: dict[str, dict[str, dict[str, float | None]]] = {}
+    keys = {s.key for s in scenarios}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in scenarios:
         found[scenario.key] = {}
-        for ours in (s for s in servers if s.kind == "tfaas"):
-            for peer in (s for s in servers if s.kind != "tfaas"):
-                pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, scenario.key, peer.name))) for r in rounds]
-                pairs = [(a, b) for a, b in pairs if a and b]
-                found[scenario.key][f"{ours.name}/{peer.name}"] = {
-                    "rps": median(a.good_rps / b.good_rps if b.good_rps else None for a, b in pairs),
-                    "cpu": median(
-                        a.server_cpu_ms_per_request / b.server_cpu_ms_per_request
-                        if a.server_cpu_ms_per_request and b.server_cpu_ms_per_request
-                        else None
-                        for a, b in pairs
-                    ),
-                }
+        for ours in (s for s in servers if s.kind == "tfaas" and s.speaks(scenario)):
+            others = [s for s in servers if s.speaks(scenario) and s is not ours]
+            others = [s for s in others if s.kind != "tfaas" or ours is servers[0]]  # NOTE: tfaas/variant, once
+            for other in others:
+                pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, scenario.key, other.name))) for r in rounds]
+                found[scenario.key][f"{ours.name}/{other.name}"] = round_ratios(pairs)
+            twin = scenario.twin().key
+            if scenario.protocol == "grpc" and twin in keys:
+                pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, twin, ours.name))) for r in rounds]
+                found[scenario.key][f"{ours.name} gRPC/REST"] = round_ratios(pairs)
     return found
+
+
+def round_ratios(pairs: Sequence[tuple[Window | None, Window | None]]) -> dict[str, Any]:
+    """The per-round ratios a/b of answers/s and of server CPU per request, and their medians."""
+    both = [(a, b) for a, b in pairs if a and b]
+    rps = [a.good_rps / b.good_rps if b.good_rps else None for a, b in both]
+    cpu = [
+        a.server_cpu_ms_per_request / b.server_cpu_ms_per_request
+        if a.server_cpu_ms_per_request and b.server_cpu_ms_per_request
+        else None
+        for a, b in both
+    ]
+    return {"rps": median(rps), "cpu": median(cpu), "rps_rounds": rps}
 
 
 def inprocess_summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -687,44 +985,129 @@ def inprocess_summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_targets(summary: dict, ratio: dict, inprocess: Sequence[dict], servers: Sequence[Server]) -> list[str]:
-    """The issue's targets, each line saying met / not met with its numbers, for every tfaas server."""
+def evaluate_targets(
+    summary: dict, ratio: dict, inprocess: Sequence[dict], servers: Sequence[Server], windows: Sequence[Window]
+) -> list[str]:
+    """The issues' targets that this run's scenarios and servers allow to judge, each line saying met / not
+    met with its numbers, for every tfaas server: issue 6's (a, b), issue 12's gRPC ones and issue 15's."""
+    names = {s.name for s in servers}
+    limit = inprocess_figure(inprocess, 1024, "rows_per_s")
     lines = []
-    c32 = TARGET_SCENARIO.key
-    limit = next((r["rows_per_s"] for r in inprocess if r["path"] == "signature" and r["batch"] == 1024), None)
-    b1024 = Scenario("dense42", 1024, 2).key
-    for ours in (s for s in servers if s.kind == "tfaas"):
-        if c32 in summary and ours.name in summary[c32]:
-            naive = ratio[c32].get(f"{ours.name}/naive", {}).get("rps")
-            sts = ratio[c32].get(f"{ours.name}/sts", {}).get("rps")
-            p99 = summary[c32][ours.name]["p99_ms"]
-            met = naive is not None and sts is not None and naive >= 3 and sts >= 5 and p99 < 50
-            lines.append(
-                f"(a) {ours.name}, dense42 batch 1 at c32: ≥ 3× naive and ≥ 5× STS in req/s, p99 < 50 ms: "
-                f"**{'met' if met else 'not met'}** ({fmt(naive, 2)}× naive, {fmt(sts, 2)}× STS, p99 {fmt(p99, 1)} ms)"
-            )
-        if b1024 in summary and ours.name in summary[b1024] and limit:
-            rows = summary[b1024][ours.name]["rows_per_s"]
-            met = rows >= 0.5 * limit
-            lines.append(
-                f"(b) {ours.name}, dense42 batch 1024: rows/s ≥ half the in-process signature's: "
-                f"**{'met' if met else 'not met'}** ({fmt(rows, 0)} rows/s = {100 * rows / limit:.0f}% "
-                f"of {fmt(limit, 0)})"
-            )
+    for ours in (s.name for s in servers if s.kind == "tfaas"):
+        lines += issue6_targets(ours, summary, ratio, limit, names)
+        lines += issue12_targets(ours, summary, ratio, limit)
+        lines += issue15_targets(ours, summary, ratio, inprocess, windows)
+    return lines
+
+
+def inprocess_figure(inprocess: Sequence[dict], batch: int, figure: str) -> float | None:
+    """The in-process signature's ``figure`` (``rows_per_s``, ``calls_per_s``) at ``batch``."""
+    return next((r[figure] for r in inprocess if r["path"] == "signature" and r["batch"] == batch), None)
+
+
+def verdict(met: bool) -> str:
+    return f"**{'met' if met else 'not met'}**"
+
+
+def rps_ratio(ratio: dict, scenario: Scenario, pair: str) -> float | None:
+    return ratio.get(scenario.key, {}).get(pair, {}).get("rps")
+
+
+def issue6_targets(ours: str, summary: dict, ratio: dict, limit: float | None, names: set[str]) -> list[str]:
+    """Issue 6: batch 1 at c32 ≥ 3× naive and ≥ 5× STS, p99 < 50 ms; batch 1024 ≥ half the in-process rows/s."""
+    lines = []
+    c32, b1024 = TARGET_SCENARIO.key, B1024.key
+    if c32 in summary and ours in summary[c32] and {"naive", "sts"} <= names:
+        naive, sts = (
+            rps_ratio(ratio, TARGET_SCENARIO, f"{ours}/naive"),
+            rps_ratio(ratio, TARGET_SCENARIO, f"{ours}/sts"),
+        )
+        p99 = summary[c32][ours]["p99_ms"]
+        met = naive is not None and sts is not None and naive >= 3 and sts >= 5 and p99 < 50
+        lines.append(
+            f"(6a) {ours}, REST dense42 batch 1 at c32: ≥ 3× naive and ≥ 5× STS in req/s, p99 < 50 ms: "
+            f"{verdict(met)} ({fmt(naive, 2)}× naive, {fmt(sts, 2)}× STS, p99 {fmt(p99, 1)} ms)"
+        )
+    if b1024 in summary and ours in summary[b1024] and limit:
+        rows = summary[b1024][ours]["rows_per_s"]
+        lines.append(
+            f"(6b) {ours}, REST dense42 batch 1024: rows/s ≥ half the in-process signature's: "
+            f"{verdict(rows >= 0.5 * limit)} ({fmt(rows, 0)} rows/s = {100 * rows / limit:.0f}% of {fmt(limit, 0)})"
+        )
+    return lines
+
+
+def issue12_targets(ours: str, summary: dict, ratio: dict, limit: float | None) -> list[str]:
+    """Issue 12: gRPC batch 1 at 32 calls ≥ 0.5× the gRPC floor's calls/s; gRPC batch 1024 ≥ 1.3× REST's
+    rows/s and ≥ 0.7× the in-process limit."""
+    lines = []
+    c32, b1024 = grpc("dense42", 1, 32), grpc("dense42", 1024, 2)
+    floor = rps_ratio(ratio, c32, f"{ours}/grpc-floor")
+    if floor is not None:
+        cpu = ratio[c32.key][f"{ours}/grpc-floor"]["cpu"]
+        lines.append(
+            f"(12a) {ours}, gRPC dense42 batch 1 at 32 calls: ≥ 0.5× the gRPC floor's calls/s: "
+            f"{verdict(floor >= 0.5)} ({fmt(floor, 2)}×; server CPU per call {fmt(cpu, 2)}× the floor's)"
+        )
+    if b1024.key in summary and ours in summary[b1024.key]:
+        over_rest = rps_ratio(ratio, b1024, f"{ours} gRPC/REST")
+        rows = summary[b1024.key][ours]["rows_per_s"]
+        share = rows / limit if limit else None
+        met = over_rest is not None and share is not None and over_rest >= 1.3 and share >= 0.7
+        lines.append(
+            f"(12b) {ours}, gRPC dense42 batch 1024: ≥ 1.3× REST's rows/s and ≥ 0.7× the in-process limit: "
+            f"{verdict(met)} ({fmt(over_rest, 2)}× REST; {fmt(rows, 0)} rows/s = {fmt(share, 2)}× {fmt(limit, 0)})"
+        )
+    return lines
+
+
+def issue15_targets(
+    ours: str, summary: dict, ratio: dict, inprocess: Sequence[dict], windows: Sequence[Window]
+) -> list[str]:
+    """Issue 15 (REST): batch 1 at c32 ≥ 0.5× the transport floor, p99 ≤ 10 ms; batch 1 at c1 ≥ 0.75× the
+    transport round trip plus one in-process call; batch 1024 ≥ 0.7× in-process rows/s in every round."""
+    lines = []
+    c1, c32 = rest("dense42", 1, 1), TARGET_SCENARIO
+    floor = rps_ratio(ratio, c32, f"{ours}/rest-floor")
+    if floor is not None:
+        p99 = summary[c32.key][ours]["p99_ms"]
+        lines.append(
+            f"(15a) {ours}, REST dense42 batch 1 at c32: ≥ 0.5× the transport floor's req/s, p99 ≤ 10 ms: "
+            f"{verdict(floor >= 0.5 and p99 <= 10)} ({fmt(floor, 2)}×, p99 {fmt(p99, 1)} ms)"
+        )
+    call = inprocess_figure(inprocess, 1, "calls_per_s")
+    if c1.key in summary and {ours, "rest-floor"} <= set(summary[c1.key]) and call:
+        trip = summary[c1.key]["rest-floor"]["good_rps"]
+        limit = 1 / (1 / trip + 1 / call)
+        rps = summary[c1.key][ours]["good_rps"]
+        lines.append(
+            f"(15b) {ours}, REST dense42 batch 1 at c1: ≥ 0.75× (transport round trip + one in-process call): "
+            f"{verdict(rps >= 0.75 * limit)} ({fmt(rps, 0)} req/s = {rps / limit:.2f}× {fmt(limit, 0)}: "
+            f"{1e6 / trip:.0f} µs + {1e6 / call:.0f} µs)"
+        )
+    rows_limit = inprocess_figure(inprocess, 1024, "rows_per_s")
+    mine = [w.rows_per_s for w in windows if w.scenario == B1024.key and w.server == ours]
+    if mine and rows_limit:
+        shares = ", ".join(f"{rows / rows_limit:.2f}" for rows in mine)
+        lines.append(
+            f"(15c) {ours}, REST dense42 batch 1024: ≥ 0.7× in-process rows/s in every round: "
+            f"{verdict(min(mine) >= 0.7 * rows_limit)} (rounds: {shares}× {fmt(rows_limit, 0)})"
+        )
     return lines
 
 
 def p99_knee(summary: dict, servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict[str, Any]:
     """Per server: the highest dense42 batch-1 req/s among the concurrencies whose p99 stayed under 50 ms."""
     knees = {}
-    batch1 = [s for s in scenarios if s.model == "dense42" and s.batch == 1]
+    batch1 = [s for s in scenarios if s.model == "dense42" and s.batch == 1 and s.protocol == "rest"]
     for server in servers:
         ok = [
             (summary[s.key][server.name]["good_rps"], s.concurrency)
             for s in batch1
             if server.name in summary[s.key] and summary[s.key][server.name]["p99_ms"] < 50
         ]
-        knees[server.name] = max(ok) if ok else None
+        if server.serves_models:
+            knees[server.name] = max(ok) if ok else None
     return knees
 
 
@@ -737,9 +1120,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 round``, ``3 rounds``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, suffix: str = "s") -> str:
+    """``1 round``, ``3 rounds``; ``2 processes`` with ``suffix="es"``."""
+    return f"{count} {noun}{'' if count == 1 else suffix}"
 
 
 def machine() -> dict[str, Any]:
@@ -753,6 +1136,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "wrk": wrk.strip(),
+        "grpcio": importlib.metadata.version("grpcio"),
         "sts": _sts_versions(),
     }
 
@@ -782,32 +1166,42 @@ def tfaas_defaults() -> str:
 def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     """The RESULTS.md section for one run."""
     m, summary, ratio, servers = report["machine"], report["summary"], report["ratios"], report["servers"]
+    clients = report["client_cpu_ms_per_request"]
     out = [
         "## Throughput side by side (`python perf/bench.py`)",
         "",
         f"{report['date']}, {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, "
-        f"TensorFlow {report['tensorflow']}, {m['wrk'].split(' [')[0]}; STS venv: {m['sts']}.",
+        f"TensorFlow {report['tensorflow']}, {m['wrk'].split(' [')[0]}, grpcio {m.get('grpcio', '?')}; "
+        f"STS venv: {m['sts']}; tfaas at commit {report.get('commit', '?')}.",
         "",
         f"Command: `{report['command']}` ({plural(report['rounds'], 'round')} × {plural(len(scenarios), 'scenario')} × "
-        f"{plural(len(servers), 'server')}, {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s window each, "
-        f"wrk `-t{report['wrk_threads']}` for every server; the whole run took {report['elapsed_min']:.1f} min).",
+        f"the servers that speak its protocol, {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s window "
+        f"each; the whole run took {report['elapsed_min']:.1f} min).",
         "",
-        "Servers (each on its own 127.0.0.1 port, started once for the whole run):",
+        "Servers (each on its own 127.0.0.1 ports, started once for the whole run):",
         "",
     ]
     out += [f"- **{s['name']}**: `{s['command']}`" for s in servers]
     out += [
-        f"- tfaas defaults: {report['tfaas_defaults']}.",
+        f"- tfaas defaults: {report['tfaas_defaults']}; the floors run as many workers ({report['workers']}).",
         "",
-        "Every figure is the median over rounds. req/s counts 2xx answers; errors are non-2xx answers plus "
-        "socket errors (all rounds); CPU ms/req is the server's own CPU time (user + system, all its processes) "
-        "per request; RSS sums its processes at the end of the window; steal is the share of the machine's "
-        f"CPU time stolen by neighbours during the window, ⚠ where a window had more than {STEAL_MARK:.0%}; "
-        "others is the share used by other processes on this machine (neither the server nor wrk). "
-        f"wrk itself used a median {fmt(report['wrk_cpu_ms_per_request'], 3)} ms of CPU per request on the same "
-        "cores. wrk is closed-loop, so its latencies understate the tail under overload.",
+        f"Load: REST with wrk `-t{report['wrk_threads']}` (`perf/lua/post.lua`, one connection per `-c`); gRPC "
+        "with `perf/grpc_floor.py load`, Python processes × channels (each its own TCP connection) × calls in flight "
+        "on each, sending one serialized `PredictRequest` (float32 `tensor_content`) through grpcio's synchronous "
+        "API, no deserialization of the answers (status codes only); every server of a protocol gets the same "
+        "bytes. Both clients are closed-loop (latencies understate the tail under overload) and share the 2 "
+        f"cores with the server: a median {fmt(clients.get('rest'), 3)} ms of CPU per request for wrk, "
+        f"{fmt(clients.get('grpc'), 3)} ms per call for the gRPC client (its own processes, over the window).",
+        "",
+        "Every figure is the median over rounds. answers/s counts 2xx (REST) or OK (gRPC) answers; errors are "
+        "the others plus socket errors (all rounds); server CPU ms/req is the server's own CPU time (user + "
+        "system, all its processes) per request, client CPU likewise for the load client; RSS sums the "
+        "server's processes at the end of the window; steal is the share of the machine's CPU time stolen by "
+        f"neighbours during the window, ⚠ where a window had more than {STEAL_MARK:.0%}; others is the share "
+        "used by other processes on this machine (neither the server nor the client).",
         "",
     ]
+    out += side_by_side_table(summary, ratio, scenarios)
     for scenario in scenarios:
         out += scenario_table(scenario, summary.get(scenario.key, {}))
     out += ratio_table(ratio, scenarios)
@@ -815,7 +1209,7 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     knees = report["p99_knee"]
     if any(knees.values()):
         shown = "; ".join(f"{n} {fmt(k[0], 0)} (c{k[1]})" if k else f"{n} none" for n, k in knees.items())
-        out += [f"Highest dense42 batch-1 req/s with p99 under 50 ms: {shown}.", ""]
+        out += [f"Highest REST dense42 batch-1 req/s with p99 under 50 ms: {shown}.", ""]
     out += ["### Targets", ""]
     out += [f"- {line}" for line in report["targets"]] or ["- (not evaluated: scenario missing from this run)"]
     out += ["", f"Raw windows: `perf/results/{report['section']}-latest.json`. {report['notes']}".rstrip(), ""]
@@ -823,42 +1217,91 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
 
 
 def describe_command(server: Server) -> str:
-    """The server's command with the port and temporary paths shortened to placeholders."""
+    """The server's command with the ports and temporary paths shortened to placeholders."""
     text = " ".join(shlex.quote(part) for part in server.command)
     text = re.sub(r"/\S*/(models(-tf1)?|sts-models\.json)\b", r"DIR/\1", text)
-    text = text.replace(str(server.port), "P").replace(str(STS_VENV), "perf/.venv-sts")
-    text = re.sub(r"\S*/bin/(tfaas|gunicorn)\b", r"\1", text)
+    text = (
+        text.replace(str(server.port), "P").replace(str(STS_VENV), "perf/.venv-sts").replace(sys.executable, "python")
+    )
+    if server.grpc_port and server.grpc_port != server.port:
+        text = text.replace(str(server.grpc_port), "G")
+    text = re.sub(r"\S*/bin/(tfaas|gunicorn)\b", r"\1", text).replace(f"{REPO}/", "")
     prefix = "NAIVE_MODELS=DIR/models " if server.kind == "naive" else ""
+    prefix += f"PYTHONPATH=<tfaas at {server.commit}> " if server.commit else ""
     return prefix + text
+
+
+def side_by_side_table(summary: dict, ratio: dict, scenarios: Sequence[Scenario]) -> list[str]:
+    """tfaas's REST and gRPC for the same loads, beside the two floors: one row per load both protocols ran."""
+    keys = {s.key for s in scenarios}
+    loads = [s for s in scenarios if s.protocol == "rest" and s.twin().key in keys]
+    if not loads:
+        return []
+    head = ["load", "REST req/s", "gRPC calls/s", "gRPC/REST", "REST CPU ms/req", "gRPC CPU ms/call"]
+    head += ["REST floor req/s (CPU ms)", "gRPC floor calls/s (CPU ms)", "tfaas/floor REST, gRPC"]
+    out = [
+        "### tfaas over REST and gRPC, and the floors",
+        "",
+        "Answers/s (rows/s for batches) and server CPU per request, medians over rounds; gRPC/REST and tfaas/floor "
+        "are medians of the per-round ratios of answers/s.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for load in loads:
+        twin = load.twin()
+        rest_row, grpc_row = summary.get(load.key, {}), summary.get(twin.key, {})
+
+        def rate(row: dict, name: str, batch: int = load.batch) -> str:
+            if name not in row:
+                return "–"
+            shown = fmt(row[name]["good_rps"], 0)
+            return f"{shown} ({fmt(row[name]['rows_per_s'], 0)} rows/s)" if batch > 1 else shown
+
+        def cpu(row: dict, name: str) -> str:
+            return fmt(row[name]["server_cpu_ms_per_request"], 3) if name in row else "–"
+
+        cells = [f"dense42 batch {load.batch}, {load.concurrency} in flight" if load.model == "dense42" else load.key]
+        cells += [rate(rest_row, "tfaas"), rate(grpc_row, "tfaas"), fmt(rps_ratio(ratio, twin, "tfaas gRPC/REST"), 2)]
+        cells += [cpu(rest_row, "tfaas"), cpu(grpc_row, "tfaas")]
+        cells += [f"{rate(rest_row, 'rest-floor', 1)} ({cpu(rest_row, 'rest-floor')})"]
+        cells += [f"{rate(grpc_row, 'grpc-floor', 1)} ({cpu(grpc_row, 'grpc-floor')})"]
+        floors = (rps_ratio(ratio, load, "tfaas/rest-floor"), rps_ratio(ratio, twin, "tfaas/grpc-floor"))
+        cells.append(f"{fmt(floors[0], 2)}, {fmt(floors[1], 2)}")
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def scenario_table(scenario: Scenario, rows: dict[str, dict[str, Any]]) -> list[str]:
     """The Markdown table of one scenario."""
     batched = scenario.batch > 1
-    head = ["server", "req/s", *(["rows/s"] if batched else []), "p50 ms", "p99 ms", "errors"]
-    head += ["CPU ms/req", "RSS MiB", "steal", "others"]
+    head = ["server", "answers/s", *(["rows/s"] if batched else []), "p50 ms", "p99 ms", "errors"]
+    head += ["server CPU ms/req", "client CPU ms/req", "RSS MiB", "steal", "others"]
     out = [f"### {scenario.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         mark = " ⚠" if r["windows_over_steal_mark"] else ""
         cells = [name, fmt(r["good_rps"], 0), *([fmt(r["rows_per_s"], 0)] if batched else [])]
-        cells += [fmt(r["p50_ms"], 1), fmt(r["p99_ms"], 1), str(r["errors"]), fmt(r["server_cpu_ms_per_request"], 2)]
-        cells += [fmt(r["rss_mib"], 0), f"{100 * r['steal']:.0f}%{mark}", f"{100 * r['others']:.0f}%"]
+        cells += [fmt(r["p50_ms"], 1), fmt(r["p99_ms"], 1), str(r["errors"]), fmt(r["server_cpu_ms_per_request"], 3)]
+        cells += [fmt(r["client_cpu_ms_per_request"], 3), fmt(r["rss_mib"], 0), f"{100 * r['steal']:.0f}%{mark}"]
+        cells.append(f"{100 * r['others']:.0f}%")
         out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
 def ratio_table(ratio: dict, scenarios: Sequence[Scenario]) -> list[str]:
-    """The Markdown table of the per-round ratios (medians)."""
-    pairs = sorted({pair for per in ratio.values() for pair in per})
-    if not pairs:
+    """The Markdown table of the per-round ratios: medians, and each round's ratio of answers/s."""
+    rows = [(s.key, pair, r) for s in scenarios for pair, r in ratio.get(s.key, {}).items()]
+    if not rows:
         return []
-    head = ["scenario", *(f"{p} req/s" for p in pairs), *(f"{p} CPU/req" for p in pairs)]
-    out = ["### Ratios (median of the per-round ratios)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for scenario in scenarios:
-        per = ratio.get(scenario.key, {})
-        cells = [scenario.key, *(fmt(per.get(p, {}).get("rps"), 2) for p in pairs)]
-        cells += [fmt(per.get(p, {}).get("cpu"), 2) for p in pairs]
-        out.append("| " + " | ".join(cells) + " |")
+    out = [
+        "### Ratios (median of the per-round ratios)",
+        "",
+        "| scenario | a/b | answers/s | server CPU/req | answers/s, each round |",
+        "|---|---|---|---|---|",
+    ]
+    for key, pair, r in rows:
+        rounds = ", ".join(fmt(v, 2) for v in r["rps_rounds"])
+        out.append(f"| {key} | {pair} | {fmt(r['rps'], 2)} | {fmt(r['cpu'], 2)} | {rounds} |")
     return [*out, ""]
 
 
@@ -902,7 +1345,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured window (default 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each window (default 2)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s windows, 3 scenarios")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s windows, 4 scenarios")
     parser.add_argument(
         "--variant",
         action="append",
@@ -911,9 +1354,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='another tfaas server with extra flags, e.g. "tfaas-2w=--workers 2 --threads 4" (repeatable)',
     )
     parser.add_argument(
-        "--scenario", action="append", default=[], metavar="KEY", help="only these scenarios, e.g. dense42-b1-c32"
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="only these scenarios, e.g. dense42-b1-c32 (REST), grpc-dense42-b1-c32; any of "
+        + ", ".join(s.key for s in KNOWN_SCENARIOS),
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="NAME=COMMIT",
+        help="another tfaas server: this repository's code at COMMIT (e.g. before=HEAD~1), defaults (repeatable)",
     )
     parser.add_argument("--no-sts", action="store_true", help="leave Simple TensorFlow Serving out")
+    parser.add_argument("--no-naive", action="store_true", help="leave the naive Flask app out")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads, the same for every server (default 1)")
     parser.add_argument("--inprocess-seconds", type=float, default=2.0, help="seconds per in-process loop")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (models, logs, bodies)")
@@ -929,33 +1385,43 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def chosen_scenarios(args: argparse.Namespace) -> tuple[Scenario, ...]:
-    """The scenarios of this run: ``--scenario`` keys, else the quick or the full list."""
+    """The scenarios of this run: ``--scenario`` keys, else the quick or the default list."""
     if args.scenario:
-        known = {s.key: s for s in FULL_SCENARIOS}
+        known = {s.key: s for s in KNOWN_SCENARIOS}
         unknown = [key for key in args.scenario if key not in known]
         if unknown:
             raise SystemExit(f"bench: unknown scenario {unknown}; known: {', '.join(known)}")
         return tuple(known[key] for key in args.scenario)
-    return QUICK_SCENARIOS if args.quick else FULL_SCENARIOS
+    return QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS
 
 
 def plan_servers(args: argparse.Namespace, models: Path, tf1: Path, work: Path) -> list[Server]:
-    """tfaas, its variants, naive and (unless ``--no-sts``) STS, each with a free port."""
+    """tfaas, its variants and baselines, the two floors, naive and STS (unless left out), each with free ports."""
     variants = [parse_variant(text) for text in args.variant]
-    ports = free_ports(2 + len(variants) + (0 if args.no_sts else 1))
-    servers = [tfaas_server("tfaas", [], ports.pop(0), models)]
-    servers += [tfaas_server(name, flags, ports.pop(0), models) for name, flags in variants]
-    servers.append(naive_server(ports.pop(0), models))
+    baselines = [parse_variant(text) for text in args.baseline]
+    peers = (0 if args.no_naive else 1) + (0 if args.no_sts else 1)
+    ports = free_ports(2 * (1 + len(variants) + len(baselines)) + 2 + peers)
+    pair = lambda: (ports.pop(0), ports.pop(0))  # noqa: E731
+    servers = [tfaas_server("tfaas", [], pair(), models)]
+    servers += [tfaas_server(name, flags, pair(), models) for name, flags in variants]
+    for name, (commit,) in baselines:
+        code = work / f"code-{name}"
+        servers.append(tfaas_server(name, [], pair(), models, code, export_commit(commit, code)))
+    workers = tfaas_workers(models)
+    servers += [rest_floor_server(ports.pop(0), workers), grpc_floor_server(ports.pop(0), workers)]
+    if not args.no_naive:
+        servers.append(naive_server(ports.pop(0), models))
     if not args.no_sts:
         servers.append(sts_server(ports.pop(0), tf1, work))
     return servers
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
-    """``NAME=FLAGS`` → (name, flags)."""
+    """``NAME=FLAGS`` (or ``NAME=COMMIT``) → (name, its words)."""
     name, sep, flags = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in ("tfaas", "naive", "sts"):
-        raise SystemExit(f"bench: --variant wants NAME=FLAGS with a new name, got {text!r}")
+    taken = ("tfaas", "naive", "sts", *FLOORS.values())
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in taken:
+        raise SystemExit(f"bench: --variant and --baseline want NAME=... with a new name, got {text!r}")
     return name, shlex.split(flags)
 
 
@@ -982,16 +1448,16 @@ def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str,
     for server in servers:
         wait_ready(server, processes)
         print(f"bench: {server.name} ready on port {server.port} ({len(server.pids())} processes)", flush=True)
-    worst = sanity_check(servers)
+    worst = sanity_check(servers, work, processes)
     print(f"bench: answers agree (largest difference {max(worst.values()):.2g})", flush=True)
-    bodies = write_bodies(servers, scenarios, work)
+    bodies = write_bodies(servers, scenarios, work, processes)
     windows: list[Window] = []
     inprocess_runs = []
     for round_index in range(args.rounds):
         inprocess_runs.append(run_inprocess(models, args, processes, logs))
         order = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
         for scenario in scenarios:
-            for server in order:
+            for server in (s for s in order if s.speaks(scenario)):
                 window = measure(server, scenario, bodies[(server.kind, scenario.key)], args, round_index, processes)
                 windows.append(window)
                 print_window(window)
@@ -1016,10 +1482,29 @@ def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str,
         "summary": summary,
         "ratios": ratio,
         "p99_knee": p99_knee(summary, servers, scenarios),
-        "wrk_cpu_ms_per_request": median(w.wrk_cpu_ms_per_request for w in windows),
-        "targets": evaluate_targets(summary, ratio, inprocess, servers),
+        "client_cpu_ms_per_request": {
+            protocol: median(w.client_cpu_ms_per_request for w in windows if w.scenario in keys)
+            for protocol, keys in protocol_keys(scenarios).items()
+        },
+        "workers": tfaas_workers(models),
+        "commit": current_commit(),
+        "targets": evaluate_targets(summary, ratio, inprocess, servers, windows),
         "notes": notes(windows),
     }
+
+
+def protocol_keys(scenarios: Sequence[Scenario]) -> dict[str, set[str]]:
+    """The keys of the scenarios of each protocol."""
+    return {p: {s.key for s in scenarios if s.protocol == p} for p in ("rest", "grpc")}
+
+
+def current_commit() -> str:
+    """The checkout's commit (short), ``+`` where its files differ from it."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True
+    )
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def notes(windows: Sequence[Window]) -> str:
@@ -1052,9 +1537,13 @@ def print_window(w: Window) -> None:
 
 def estimated_minutes(args: argparse.Namespace) -> float:
     """How long the run should take: start-up, then every round's in-process loops and windows."""
-    servers = 2 + len(args.variant) + (0 if args.no_sts else 1)
-    windows = len(chosen_scenarios(args)) * servers * (args.warmup + args.duration + 0.5)
-    return (60 + args.rounds * (windows + 6 * args.inprocess_seconds + 10)) / 60
+    tfaas = 1 + len(args.variant) + len(args.baseline)
+    rest_servers = tfaas + 1 + (0 if args.no_naive else 1) + (0 if args.no_sts else 1)
+    seconds = 0.0
+    for scenario in chosen_scenarios(args):
+        servers, extra = (tfaas + 1, GRPC_CLIENT_START_S) if scenario.protocol == "grpc" else (rest_servers, 0.5)
+        seconds += servers * (args.warmup + args.duration + extra)
+    return (90 + args.rounds * (seconds + 6 * args.inprocess_seconds + 10)) / 60
 
 
 def main(argv: Sequence[str] | None = None) -> None:
