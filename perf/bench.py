@@ -753,7 +753,8 @@ class Sample:
 
 def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int, processes: Processes) -> dict:
     """Run ``wrk`` with ``perf/lua/post.lua`` for ``seconds``; return the counts its ``done()`` printed."""
-    command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s"]
+    seconds = max(1, round(seconds))  # NOTE: wrk takes whole seconds only
+    command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     command += ["--latency", "-s", str(LUA), url]
     with tempfile.TemporaryFile() as out:
         process = processes.start(command, out, env={**os.environ, "WRK_BODY": str(body)})
