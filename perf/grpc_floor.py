@@ -16,8 +16,9 @@ answers any request's bytes with ``b"ok"`` (no protobuf at all), in ``--workers`
 their own server bound with ``SO_REUSEPORT`` to the port, with the options of a tfaas worker's gRPC server
 (:func:`tfaas.server.grpc_listener.server_options`: message sizes, connections that leave at 1 s; that
 module imports TensorFlow, so a floor worker's RSS is a tfaas worker's without models, and it freezes what
-the imports made out of the garbage collector as a tfaas worker does). The designs: ``aio-uvloop`` (``grpc.aio`` on uvloop: tfaas's), ``aio`` (on asyncio's default loop), ``sync``
-(grpcio's thread-pool server, ``--threads`` threads).
+the imports made out of the garbage collector as a tfaas worker does). The designs: ``aio-uvloop``
+(``grpc.aio`` on uvloop: tfaas's), ``aio`` (on asyncio's default loop), ``sync`` (grpcio's thread-pool
+server, ``--threads`` threads).
 
 **The load client** (``load``): ``--processes`` processes, each with ``--channels`` channels (each its own
 TCP connection: a local subchannel pool) and ``--calls`` calls in flight on each channel, sending the same
