@@ -1169,7 +1169,9 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     m, summary, ratio, servers = report["machine"], report["summary"], report["ratios"], report["servers"]
     clients = report["client_cpu_ms_per_request"]
     out = [
-        "## Throughput side by side (`python perf/bench.py`)",
+        "## Throughput side by side (`python perf/bench.py`"
+        + ("" if report["section"] == "bench" else f", section `{report['section']}`")
+        + ")",
         "",
         f"{report['date']}, {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, "
         f"TensorFlow {report['tensorflow']}, {m['wrk'].split(' [')[0]}, grpcio {m.get('grpcio', '?')}; "
@@ -1468,6 +1470,7 @@ def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str,
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python perf/bench.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:]),
+        "section": args.section,
         **about,
         "tensorflow": inprocess_runs[0]["tensorflow"],
         "servers": [{"name": s.name, "kind": s.kind, "command": describe_command(s)} for s in servers],
@@ -1500,11 +1503,10 @@ def protocol_keys(scenarios: Sequence[Scenario]) -> dict[str, set[str]]:
 
 
 def current_commit() -> str:
-    """The checkout's commit (short), ``+`` where its files differ from it."""
+    """The checkout's commit (short), ``+`` where its ``tfaas`` files differ from it."""
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True
-    )
+    status = ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "tfaas"]
+    dirty = subprocess.run(status, capture_output=True)
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
@@ -1573,7 +1575,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"bench: models, bodies and logs kept in {work}", file=sys.stderr)
-    report["section"] = args.section
     results_json = RESULTS_JSON.with_name(f"{args.section}-latest.json")
     results_json.parent.mkdir(parents=True, exist_ok=True)
     results_json.write_text(json.dumps(report, indent=1) + "\n")
