@@ -97,20 +97,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return codec.predict_request(proto, self._max_tensor_bytes)
 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def answer(record: RequestRecord) -> Any:
-            record.model = request.model_spec.name
-            result = await self._service.in_pool(self._service.classify, codec.examples_request(request))
-            return codec.classification_response(result)
-
-        return await _answered(self._service, context, "classify", answer)
+        return await self._examples_call(request, context, "classify", codec.classification_response)
 
     async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._examples_call(request, context, "regress", codec.regression_response)
+
+    async def _examples_call(
+        self, request: Any, context: grpc.aio.ServicerContext, api: str, encode: Callable[[Any], Any]
+    ) -> Any:
+        """Classify and regress: the request's tf.Examples run by the service's method of that name, on its pool."""
+
         async def answer(record: RequestRecord) -> Any:
             record.model = request.model_spec.name
-            result = await self._service.in_pool(self._service.regress, codec.examples_request(request))
-            return codec.regression_response(result)
+            return encode(await self._service.in_pool(getattr(self._service, api), codec.examples_request(request)))
 
-        return await _answered(self._service, context, "regress", answer)
+        return await _answered(self._service, context, api, answer)
 
     async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         async def answer(record: RequestRecord) -> Any:
