@@ -252,6 +252,7 @@ class Metrics:
             registry=r,
         )
         self._lock = threading.Lock()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._states: dict[tuple[str, int], ManagerState] = {}
         self._loading_since: dict[tuple[str, int], float] = {}
         self._server_states: dict[tuple[str, int], ManagerState] = {}
@@ -275,17 +276,27 @@ class Metrics:
         the front, ``REST`` or ``GRPC`` as TF Serving's latency metric labels its two (``V2``: the Open
         Inference Protocol's REST and gRPC).
         """
-        self.requests.labels(model, version, api, str(http_status)).inc()
+        self._child(self.requests, model, version, api, str(http_status)).inc()
         code = code or status_code_name(http_status)
-        self.tf_request_count.labels(model, code).inc()
+        self._child(self.tf_request_count, model, code).inc()
         if code == "OK":
-            self.request_seconds.labels(model, api).observe(seconds)
-            self.tf_request_latency.labels(model, api, entrypoint).observe(seconds * 1e6)
+            self._child(self.request_seconds, model, api).observe(seconds)
+            self._child(self.tf_request_latency, model, api, entrypoint).observe(seconds * 1e6)
 
     def observe_stages(self, *, model: str, api: str, stages: Mapping[str, float]) -> None:
         """Record where one successful request's time went (see ``tfaas.request_timing``)."""
         for stage, seconds in stages.items():
-            self.request_stage_seconds.labels(model, api, stage).observe(seconds)
+            self._child(self.request_stage_seconds, model, api, stage).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, bound once: every request records 6 to 8 series, and ``labels()`` costs
+        about as much as the write itself. The label values are bounded (served models and versions, the
+        APIs, the codes, the stages), as prometheus_client keeps every child it made anyway."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, metric.labels(*labels))  # NOTE: atomic under the GIL
+        return child
 
     def observe_batch(self, servable_id: ServableId, rows: int, padded: int) -> None:
         """Record one batch the batcher ran: ``rows`` rows of requests, padded to ``padded``."""

@@ -36,6 +36,15 @@ from tfaas.errors import InvalidArgument
 from tfaas.tf_serving import shape_text
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class _Kind:
     """How one DataType travels: its numpy dtype, its typed field, and that field's wire form."""
@@ -47,6 +56,16 @@ class _Kind:
     """The field's number in ``TensorProto``."""
     packed_raw: bool = False
     """Whether the packed field's payload is the little-endian values themselves (fixed-width or 0/1)."""
+
+    @property
+    def wire_dtype(self) -> np.dtype:
+        """The dtype of the values on the wire (little-endian)."""
+        return self.dtype.newbyteorder("<")
+
+    @property
+    def packed_key(self) -> bytes:
+        """The key of the typed field's packed wire form (wire type 2, length-delimited)."""
+        return _varint(self.number << 3 | 2)
 
 
 def _kinds() -> dict[int, _Kind]:
@@ -74,6 +93,9 @@ def _kinds() -> dict[int, _Kind]:
 
 KINDS = _kinds()
 _BY_DTYPE = {kind.dtype: enum for enum, kind in KINDS.items()}
+_WIRE_DTYPES = {enum: kind.wire_dtype for enum, kind in KINDS.items()}
+_PACKED_KEYS = {enum: kind.packed_key for enum, kind in KINDS.items()}
+"""NOTE: computed once: a dtype's byte order or a varint costs a microsecond, and every tensor needs one."""
 _HALF_BITS = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 _POINTER_BYTES = np.dtype(np.object_).itemsize
 
@@ -90,17 +112,19 @@ def decode(proto: Any, alias: str, max_bytes: int) -> np.ndarray:
     ``alias`` names the tensor in errors; ``max_bytes`` bounds the array's size (an object array counts a
     pointer per element). Raises ``InvalidArgument`` for anything TensorFlow would not parse.
     """
-    kind = KINDS.get(proto.dtype)
+    enum = proto.dtype
+    kind = KINDS.get(enum)
     if kind is None:
-        raise _parsing_error(alias, f"unsupported dtype {proto.dtype}")
+        raise _parsing_error(alias, f"unsupported dtype {enum}")
     shape = _shape(proto.tensor_shape, alias)
     count = math.prod(shape)  # NOTE: Python's integers: no overflow for a huge shape
     itemsize = _POINTER_BYTES if kind.dtype.kind == "O" else kind.dtype.itemsize
     if count * itemsize > max_bytes:
         taken = f"shape {shape_text(shape)} of {kind.name} takes {count * itemsize} bytes"
         raise _parsing_error(alias, f"{taken}, over the {max_bytes} allowed")
-    if proto.tensor_content:
-        return _from_content(proto.tensor_content, kind, shape, count, alias)
+    content = proto.tensor_content
+    if content:
+        return _from_content(content, enum, shape, count, alias)
     return _from_field(getattr(proto, kind.field), kind, count).reshape(shape)
 
 
@@ -113,7 +137,8 @@ def _shape(proto: Any, alias: str) -> tuple[int, ...]:
     return shape
 
 
-def _from_content(content: bytes, kind: _Kind, shape: tuple[int, ...], count: int, alias: str) -> np.ndarray:
+def _from_content(content: bytes, enum: int, shape: tuple[int, ...], count: int, alias: str) -> np.ndarray:
+    kind = KINDS[enum]
     if kind.dtype.kind == "O":
         raise _parsing_error(alias, "DT_STRING in tensor_content is not supported; use string_val")
     if len(content) != count * kind.dtype.itemsize:
@@ -122,7 +147,7 @@ def _from_content(content: bytes, kind: _Kind, shape: tuple[int, ...], count: in
             f"tensor_content has {len(content)} bytes, where shape {shape_text(shape)} of {kind.name} "
             f"needs {count * kind.dtype.itemsize}",
         )
-    return np.frombuffer(content, kind.dtype.newbyteorder("<")).reshape(shape)
+    return np.frombuffer(content, _WIRE_DTYPES[enum]).reshape(shape)
 
 
 def _from_field(values: Any, kind: _Kind, count: int) -> np.ndarray:
@@ -162,8 +187,8 @@ def encode(array: np.ndarray, proto: Any) -> None:
         proto.tensor_shape.dim.add().size = size
     flat = array.reshape(-1)
     if kind.packed_raw:
-        raw = flat.astype(kind.dtype.newbyteorder("<"), copy=False).tobytes()
-        proto.MergeFromString(_packed_field_key(kind.number) + _varint(len(raw)) + raw)
+        raw = flat.astype(_WIRE_DTYPES[enum], copy=False).tobytes()
+        proto.MergeFromString(_PACKED_KEYS[enum] + _varint(len(raw)) + raw)
     elif kind.dtype in _HALF_BITS:
         getattr(proto, kind.field).extend(flat.view(np.uint16).tolist())
     elif kind.dtype.kind == "O":
@@ -174,21 +199,11 @@ def encode(array: np.ndarray, proto: Any) -> None:
 
 def _output_dtype(array: np.ndarray) -> int:
     dtype = array.dtype
+    enum = _BY_DTYPE.get(dtype)
+    if enum is not None:  # NOTE: the common case, a native-order dtype
+        return enum
     if dtype.kind in "OSU":
         return 7  # NOTE: DT_STRING, whether TensorFlow gave bytes objects or numpy strings
     if dtype.newbyteorder("=") in _BY_DTYPE:
         return _BY_DTYPE[dtype.newbyteorder("=")]
     raise ValueError(f"no TensorFlow DataType for an output of dtype {dtype}")
-
-
-def _packed_field_key(number: int) -> bytes:
-    return _varint(number << 3 | 2)  # NOTE: wire type 2, length-delimited: how a packed repeated field travels
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

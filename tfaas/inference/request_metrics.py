@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tfaas import request_timing
 from tfaas.errors import TfaasError
@@ -58,31 +58,53 @@ def note_version(version: int) -> None:
         record.version = str(version)
 
 
-@contextmanager
-def recorded(core: ServerCore, api: str, model: str = "", entrypoint: str = REST) -> Iterator[RequestRecord]:
+def recorded(core: ServerCore, api: str, model: str = "", entrypoint: str = REST) -> Recording:
     """Count and time the request the ``with`` body serves; exceptions pass through, counted."""
-    record = RequestRecord(api, model, entrypoint)
-    token = _current.set(record)
-    span = core.tracing.request(record) if core.tracing is not None else None
-    request_timing.begin(intervals=span is not None)
-    status, code = 200, "OK"
-    try:
-        yield record
-    except TfaasError as exc:
-        status, code = exc.http_status, exc.code
-        raise
-    except asyncio.CancelledError:
-        status, code = 499, "CANCELLED"
-        raise
-    except Exception:
-        status, code = 500, "INTERNAL"
-        raise
-    finally:
-        _current.reset(token)
+    return Recording(core, api, model, entrypoint)
+
+
+class Recording:
+    """The context manager of :func:`recorded`.
+
+    NOTE: a class, not a generator ``contextmanager``: every request enters one, and a generator's
+    context manager costs several times as much to enter and leave.
+    """
+
+    __slots__ = ("_core", "_record", "_token", "_span")
+
+    def __init__(self, core: ServerCore, api: str, model: str = "", entrypoint: str = REST) -> None:
+        self._core = core
+        self._record = RequestRecord(api, model, entrypoint)
+        self._token: Token[RequestRecord | None] | None = None
+        self._span: RequestSpan | None = None
+
+    def __enter__(self) -> RequestRecord:
+        self._token = _current.set(self._record)
+        tracing = self._core.tracing
+        self._span = tracing.request(self._record) if tracing is not None else None
+        request_timing.begin(intervals=self._span is not None)
+        return self._record
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+        status, code = _outcome(exc)
         stages = request_timing.take()
-        _observe(core, record, status, code, stages.seconds)
-        if span is not None:
-            _end_span(span, record, status, code, stages.intervals or [])
+        _observe(self._core, self._record, status, code, stages.seconds)
+        if self._span is not None:
+            _end_span(self._span, self._record, status, code, stages.intervals or [])
+
+
+def _outcome(exc: BaseException | None) -> tuple[int, str]:
+    """The HTTP status and TF Serving code a request ended with, from the exception that ended it (if any;
+    one that is not an ``Exception``, a worker's exit, leaves it counted as answered)."""
+    if isinstance(exc, TfaasError):
+        return exc.http_status, exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return 499, "CANCELLED"
+    if isinstance(exc, Exception):
+        return 500, "INTERNAL"
+    return 200, "OK"
 
 
 def _observe(core: ServerCore, record: RequestRecord, status: int, code: str, stages: dict[str, float]) -> None:

@@ -20,8 +20,8 @@ import contextvars
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, ContextManager, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -73,12 +73,10 @@ class InferenceService:
         """Stop the thread pool once the calls on it finished."""
         self._pool.shutdown(wait=True)
 
-    @contextmanager
-    def recorded(self, api: str, model: str = "", entrypoint: str = REST) -> Iterator[RequestRecord]:
+    def recorded(self, api: str, model: str = "", entrypoint: str = REST) -> ContextManager[RequestRecord]:
         """Count and time one request of ``api`` (``predict``, ``status``, …) in the metrics: wrap all of a
         front's work on it, parse and encode included (see :mod:`tfaas.inference.request_metrics`)."""
-        with request_metrics.recorded(self.core, api, model, entrypoint) as record:
-            yield record
+        return request_metrics.recorded(self.core, api, model, entrypoint)
 
     @asynccontextmanager
     async def recorded_async(
