@@ -1352,9 +1352,10 @@ def side_by_side_table(
         return []
     names = {p: PROTOCOL_NAMES[p] for p in protocols}
     unit = {p: "call" if p == "grpc" else "req" for p in protocols}
-    head = ["load", *(f"{names[p]} {unit[p]}s/s" for p in protocols), *(f"{names[p]}/REST" for p in others)]
+    rate_unit = {p: "calls/s" if p == "grpc" else "req/s" for p in protocols}
+    head = ["load", *(f"{names[p]} {rate_unit[p]}" for p in protocols), *(f"{names[p]}/REST" for p in others)]
     head += [f"{names[p]} CPU ms/{unit[p]}" for p in protocols]
-    head += [f"{names[p]} floor {unit[p]}s/s (CPU ms)" for p in protocols]
+    head += [f"{names[p]} floor {rate_unit[p]} (CPU ms)" for p in protocols]
     head.append(f"tfaas/floor {', '.join(names.values())}")
     listed = list(names.values())
     v2_floor = ""
