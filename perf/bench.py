@@ -1,5 +1,5 @@
-"""Side-by-side throughput: tfaas over REST and gRPC, against the transport floors, a naive Flask app and
-Simple TensorFlow Serving (issues 6, 12 and 15).
+"""Side-by-side throughput: tfaas over REST (TF Serving's and V2) and gRPC, against the transport floors, a
+naive Flask app and Simple TensorFlow Serving (issues 6, 12, 14 and 15).
 
 Run (once ``bash perf/peers/setup_sts.sh`` has made STS's virtual environment)::
 
@@ -8,6 +8,8 @@ Run (once ``bash perf/peers/setup_sts.sh`` has made STS's virtual environment)::
     python perf/bench.py --no-sts --no-naive --scenario grpc-dense42-b1-c32 --scenario dense42-b1-c32
     python perf/bench.py --variant "tfaas-2w=--workers 2 --threads 4" --variant "tfaas-b=--enable_batching"
     python perf/bench.py --baseline before=HEAD~1         # tfaas at another commit, side by side (before/after)
+    python perf/bench.py --no-sts --no-naive --section v2 --scenario dense42-b1-c1 --scenario v2-dense42-b1-c1 \
+        --scenario v2bin-dense42-b1-c1                    # TF Serving's REST API beside V2 REST, JSON and binary
 
 It builds the example models (``python -m tfaas.examples``) and a TF1 export of the same weights for STS
 (``perf/peers/export_tf1.py``), starts every server on its own 127.0.0.1 ports in 8700-8799 and keeps
@@ -22,10 +24,11 @@ them up for the whole run:
 - ``naive``: ``perf/peers/naive_app.py`` (Flask + ``tf.saved_model.load``) under gunicorn, 2 sync workers;
 - ``sts``: Simple TensorFlow Serving 0.8.2 as shipped (Flask's single-threaded server);
 
-checks that the model servers all give the same answers, over REST and gRPC, measures the in-process
+checks that the model servers all give the same answers, over every protocol they speak, measures the in-process
 limit (``perf/peers/inprocess.py``), then loads them, interleaved as ``/work/shared/docs/MEASURING.md``
 asks: for each round, each scenario, each server that speaks its protocol in turn (the order rotates
-every round), a warm-up and a measured window. REST scenarios are loaded with ``wrk``
+every round), a warm-up and a measured window. REST scenarios (TF Serving's API; ``v2-…``: the Open Inference
+Protocol's with JSON bodies, ``v2bin-…``: with its binary tensor data, both tfaas's only) are loaded with ``wrk``
 (``perf/lua/post.lua``), gRPC ones (``grpc-…``) with the multi-process client of ``perf/grpc_floor.py``
 (serialized ``PredictRequest`` messages, ``tensor_content``; layout in :func:`grpc_layout`). Per window: good
 answers per second, p50/p99 latency, errors, the server's CPU time per request (every process of the
@@ -95,11 +98,11 @@ class Scenario:
     model: str
     batch: int
     concurrency: int
-    protocol: str = "rest"  # NOTE: "rest" or "grpc"
+    protocol: str = "rest"  # NOTE: one of PROTOCOL_NAMES
 
     @property
     def key(self) -> str:
-        prefix = "grpc-" if self.protocol == "grpc" else ""
+        prefix = "" if self.protocol == "rest" else f"{self.protocol}-"
         return f"{prefix}{self.model}-b{self.batch}-c{self.concurrency}"
 
     @property
@@ -109,11 +112,19 @@ class Scenario:
             layout = f"{plural(processes, 'process', 'es')} × {plural(channels, 'channel')} × {calls} in flight"
             calls = plural(self.concurrency, "call")
             return f"gRPC: {self.model}, batch {self.batch}, {calls} in flight ({layout})"
-        return f"REST: {self.model}, batch {self.batch}, {plural(self.concurrency, 'connection')}"
+        connections = plural(self.concurrency, "connection")
+        return f"{PROTOCOL_TITLES[self.protocol]}: {self.model}, batch {self.batch}, {connections}"
 
-    def twin(self) -> Scenario:
-        """The same load over the other protocol."""
-        return Scenario(self.model, self.batch, self.concurrency, "rest" if self.protocol == "grpc" else "grpc")
+    def over(self, protocol: str) -> Scenario:
+        """The same load over ``protocol``."""
+        return Scenario(self.model, self.batch, self.concurrency, protocol)
+
+
+PROTOCOL_NAMES = {"rest": "REST", "grpc": "gRPC", "v2": "V2 JSON", "v2bin": "V2 binary"}
+"""Each protocol a scenario can load, by its short name in tables: TF Serving's REST API (V1) and gRPC API,
+and the Open Inference Protocol's REST API (V2) with JSON bodies or with the binary tensor data extension."""
+PROTOCOL_TITLES = {**PROTOCOL_NAMES, "v2": "V2 REST, JSON", "v2bin": "V2 REST, binary tensor data"}
+V2_PROTOCOLS = ("v2", "v2bin")
 
 
 def grpc_layout(concurrency: int) -> tuple[int, int, int]:
@@ -135,27 +146,23 @@ def grpc(model: str, batch: int, concurrency: int) -> Scenario:
     return Scenario(model, batch, concurrency, "grpc")
 
 
-KNOWN_SCENARIOS = (
-    rest("dense42", 1, 1),
-    rest("dense42", 1, 8),
-    rest("dense42", 1, 32),
-    rest("dense42", 1, 100),
-    rest("dense42", 32, 8),
-    rest("dense42", 1024, 2),
-    rest("half_plus_two", 1, 32),
-    grpc("dense42", 1, 1),
-    grpc("dense42", 1, 8),
-    grpc("dense42", 1, 32),
-    grpc("dense42", 1, 100),
-    grpc("dense42", 32, 8),
-    grpc("dense42", 1024, 2),
-    grpc("half_plus_two", 1, 32),
+def scenarios_of(protocols: Sequence[str], loads: Sequence[tuple[str, int, int]]) -> tuple[Scenario, ...]:
+    """Every (model, batch, concurrency) of ``loads`` over each of ``protocols``."""
+    return tuple(Scenario(model, batch, concurrency, p) for p in protocols for model, batch, concurrency in loads)
+
+
+LOADS = (
+    ("dense42", 1, 1),
+    ("dense42", 1, 8),
+    ("dense42", 1, 32),
+    ("dense42", 1, 100),
+    ("dense42", 32, 8),
+    ("dense42", 1024, 2),
+    ("half_plus_two", 1, 32),
 )
-DEFAULT_SCENARIOS = tuple(
-    make(model, batch, concurrency)
-    for make in (rest, grpc)
-    for model, batch, concurrency in (("dense42", 1, 1), ("dense42", 1, 32), ("dense42", 1024, 2))
-)
+DEFAULT_LOADS = (("dense42", 1, 1), ("dense42", 1, 32), ("dense42", 1024, 2))
+KNOWN_SCENARIOS = scenarios_of(("rest", "grpc"), LOADS) + scenarios_of(V2_PROTOCOLS, DEFAULT_LOADS)
+DEFAULT_SCENARIOS = scenarios_of(("rest", "grpc"), DEFAULT_LOADS)
 QUICK_SCENARIOS = (rest("dense42", 1, 32), grpc("dense42", 1, 32), rest("dense42", 1024, 2), grpc("dense42", 1024, 2))
 TARGET_SCENARIO = rest("dense42", 1, 32)
 B1024 = rest("dense42", 1024, 2)
@@ -306,22 +313,46 @@ class Processes:
 # HTTP (127.0.0.1 only)
 
 
-def http(url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET (or POST ``body`` as JSON) ``url``; return the status and the decoded JSON answer (or None)."""
+@dataclass(frozen=True)
+class Payload:
+    """A request body and the headers that go with it (its Content-Type, and any the protocol needs)."""
+
+    data: bytes
+    headers: dict[str, str]
+
+    @staticmethod
+    def json(body: Any) -> Payload:
+        return Payload(json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: its status (0 when none came), body and headers (lower-case names)."""
+
+    status: int
+    data: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body as JSON, or None."""
+        try:
+            return json.loads(self.data)
+        except ValueError:
+            return None
+
+
+def exchange(url: str, payload: Payload | None = None, timeout: float = 10.0) -> Reply:
+    """GET ``url``, or POST ``payload`` to it; its answer."""
     assert url.startswith(f"http://{HOST}:"), url
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    data, headers = (None, {}) if payload is None else (payload.data, payload.headers)
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with NO_PROXY.open(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
+            return Reply(response.status, response.read(), {k.lower(): v for k, v in response.headers.items()})
     except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
+        return Reply(error.code, error.read(), {k.lower(): v for k, v in error.headers.items()})
     except (OSError, urllib.error.URLError):
-        return 0, None
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, None
+        return Reply(0)
 
 
 def free_ports(count: int) -> list[int]:
@@ -343,9 +374,12 @@ def free_ports(count: int) -> list[int]:
 # Servers
 
 
-PROTOCOLS = {"tfaas": ("rest", "grpc"), "naive": ("rest",), "sts": ("rest",), "rest-floor": ("rest",)}
-PROTOCOLS["grpc-floor"] = ("grpc",)
-FLOORS = {"rest": "rest-floor", "grpc": "grpc-floor"}
+PROTOCOLS = {"tfaas": ("rest", "grpc", *V2_PROTOCOLS), "naive": ("rest",), "sts": ("rest",)}
+PROTOCOLS |= {"rest-floor": ("rest", *V2_PROTOCOLS), "grpc-floor": ("grpc",)}
+FLOORS = {"rest": "rest-floor", "grpc": "grpc-floor", **{p: "rest-floor" for p in V2_PROTOCOLS}}
+"""The transport floor of each protocol (V2 REST's is the REST floor, sent the V2 bodies)."""
+HTTP_PROTOCOLS = ("rest", *V2_PROTOCOLS)
+"""The protocols loaded with wrk."""
 
 
 @dataclass
@@ -380,18 +414,25 @@ class Server:
         """Whether its answers come from the models (a floor's never do)."""
         return self.kind not in FLOORS.values()
 
-    def url(self, model: str) -> str:
-        """The predict URL for ``model``."""
+    def url(self, model: str, protocol: str = "rest") -> str:
+        """The predict (V2: infer) URL for ``model`` over ``protocol``."""
+        if protocol in V2_PROTOCOLS:
+            return f"{self.base}/v2/models/{model}/infer"
         return f"{self.base}/" if self.kind == "sts" else f"{self.base}/v1/models/{model}:predict"
 
-    def body(self, model: str, rows: list[list[float]]) -> dict[str, Any]:
-        """A predict request for ``rows`` in this server's format."""
+    def payload(self, model: str, rows: list[list[float]], protocol: str = "rest") -> Payload:
+        """A predict request for ``rows`` in this server's format over ``protocol``."""
+        if protocol in V2_PROTOCOLS:
+            return v2_payload(model, rows, binary=protocol == "v2bin")
         if self.kind == "sts":
-            return {"model_name": model, "data": {INPUT_ALIAS[model]: rows}}
-        return {"instances": rows}
+            return Payload.json({"model_name": model, "data": {INPUT_ALIAS[model]: rows}})
+        return Payload.json({"instances": rows})
 
-    def outputs(self, answer: Any) -> np.ndarray:
-        """The output rows of a predict answer in this server's format."""
+    def outputs(self, reply: Reply, protocol: str = "rest") -> np.ndarray:
+        """The output rows of a predict answer in this server's format over ``protocol``."""
+        if protocol in V2_PROTOCOLS:
+            return v2_outputs(reply, binary=protocol == "v2bin")
+        answer = reply.json()
         if self.kind == "sts":
             return np.asarray(next(iter(answer.values())), dtype=np.float64)
         return np.asarray(answer["predictions"], dtype=np.float64)
@@ -483,8 +524,8 @@ def tfaas_ready(server: Server) -> bool:
     """Every model AVAILABLE in every worker (tfaas's ``tfaas_model_version_state`` metric sums them), every
     worker in rotation."""
     for model in MODELS:
-        status, answer = http(f"{server.base}/v1/models/{model}")
-        if status != 200 or "AVAILABLE" not in [v["state"] for v in answer["model_version_status"]]:
+        reply = exchange(f"{server.base}/v1/models/{model}")
+        if reply.status != 200 or "AVAILABLE" not in [v["state"] for v in reply.json()["model_version_status"]]:
             return False
     # NOTE: one worker's answer says nothing of the others'; the metric sums the workers' states, and a worker
     # in rotation has its own listener on each port (the lifecycle coordinator, a child too, has none).
@@ -513,7 +554,7 @@ def _get_text(url: str) -> str:
 def predicts_ok(server: Server) -> bool:
     """Whether a one-row predict of every model answers 200 (for peers, whose models load at start)."""
     return all(
-        http(server.url(model), server.body(model, [[0.0] * INPUT_WIDTH[model]]), timeout=60)[0] == 200
+        exchange(server.url(model), server.payload(model, [[0.0] * INPUT_WIDTH[model]]), timeout=60).status == 200
         for model in MODELS
     )
 
@@ -610,14 +651,49 @@ def reference_outputs(model: str, rows: list[list[float]]) -> np.ndarray:
     return x
 
 
+def v2_payload(model: str, rows: list[list[float]], binary: bool) -> Payload:
+    """A V2 infer request for ``rows`` (one FP32 input of shape [rows, width]): JSON with the same numbers as
+    the V1 body, flat in ``data``; or, ``binary``, with the binary tensor data extension (the JSON header,
+    then the float32 elements little-endian, ``Inference-Header-Content-Length`` the header's length),
+    asking for the outputs in binary too."""
+    tensor = {"name": INPUT_ALIAS[model], "shape": [len(rows), INPUT_WIDTH[model]], "datatype": "FP32"}
+    if not binary:
+        return Payload.json({"inputs": [{**tensor, "data": [value for row in rows for value in row]}]})
+    data = np.asarray(rows, dtype="<f4").tobytes()
+    inputs = [{**tensor, "parameters": {"binary_data_size": len(data)}}]
+    head = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+    return Payload(head + data, headers)
+
+
+def v2_outputs(reply: Reply, binary: bool) -> np.ndarray:
+    """The one FP32 output of a V2 infer answer, in its shape: from its JSON ``data``, or (``binary``: asked
+    for, so required) from the bytes after the JSON header."""
+    length = reply.headers.get("inference-header-content-length")
+    if binary != (length is not None):
+        raise SystemExit(f"bench: a V2 answer {'without' if binary else 'with'} binary data: {reply.headers}")
+    head = int(length) if binary else len(reply.data)
+    (output,) = json.loads(reply.data[:head])["outputs"]
+    if output["datatype"] != "FP32" or binary == ("data" in output):
+        raise SystemExit(f"bench: an unexpected V2 output: {output}")
+    if binary:
+        size = output["parameters"]["binary_data_size"]
+        if head + size != len(reply.data):
+            raise SystemExit(f"bench: a V2 answer of {len(reply.data)} bytes, {head} + {size} announced")
+        values = np.frombuffer(reply.data, dtype="<f4", count=size // 4, offset=head)
+    else:
+        values = np.asarray(output["data"], dtype=np.float32)
+    return values.astype(np.float64).reshape(output["shape"])
+
+
 def sanity_check(servers: Sequence[Server], work: Path, processes: Processes) -> dict[str, float]:
-    """Abort unless the model servers' answers, over REST and gRPC, agree with each other and with numpy
-    within ``TOLERANCE``, and the floors answer.
+    """Abort unless the model servers' answers, over every protocol they speak, agree with each other and
+    with numpy within ``TOLERANCE``, and the floors answer.
 
     Returns the largest difference found for each model (between any two answers, or an answer and numpy).
     """
-    for floor in (s for s in servers if not s.serves_models):
-        if floor.kind == "rest-floor" and http(floor.url("dense42"), floor.body("dense42", [[0.0]]))[0] != 200:
+    for floor in (s for s in servers if s.kind == "rest-floor"):
+        if exchange(floor.url("dense42"), floor.payload("dense42", [[0.0]])).status != 200:
             raise SystemExit(f"bench: {floor.name} does not answer")
     grpc_servers = [s for s in servers if s.serves_models and "grpc" in PROTOCOLS[s.kind]]
     worst = {}
@@ -625,10 +701,12 @@ def sanity_check(servers: Sequence[Server], work: Path, processes: Processes) ->
         rows = input_rows(model, 8, seed=1)
         answers = {"numpy": reference_outputs(model, rows)}
         for server in (s for s in servers if s.serves_models):
-            status, answer = http(server.url(model), server.body(model, rows), timeout=60)
-            if status != 200:
-                raise SystemExit(f"bench: {server.name} answered {status} for {model}: {answer}")
-            answers[server.name] = server.outputs(answer)
+            for protocol in (p for p in HTTP_PROTOCOLS if p in PROTOCOLS[server.kind]):
+                reply = exchange(server.url(model, protocol), server.payload(model, rows, protocol), timeout=60)
+                if reply.status != 200:
+                    raise SystemExit(f"bench: {server.name} answered {reply.status} for {model}: {reply.data[:500]}")
+                name = server.name if protocol == "rest" else f"{server.name} ({PROTOCOL_NAMES[protocol]})"
+                answers[name] = server.outputs(reply, protocol)
         if grpc_servers:
             body = grpc_bodies({f"check-{model}": (model, rows)}, work, processes)[f"check-{model}"]
             for server in grpc_servers:
@@ -670,11 +748,19 @@ def grpc_predict(server: Server, body: Path, work: Path, processes: Processes) -
     return json.loads(out.read_text().strip().splitlines()[-1])
 
 
+@dataclass(frozen=True)
+class Body:
+    """A load's request body, in a file, and the HTTP headers it goes with (none for gRPC)."""
+
+    path: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def write_bodies(
     servers: Sequence[Server], scenarios: Sequence[Scenario], work: Path, processes: Processes
-) -> dict[tuple[str, str], Path]:
-    """One body file per (server kind, scenario), the same rows for every server; keyed (kind, scenario key).
-    Every gRPC server gets the same serialized PredictRequest."""
+) -> dict[tuple[str, str], Body]:
+    """One body per (server kind, scenario), the same rows for every server; keyed (kind, scenario key).
+    Every gRPC server gets the same serialized PredictRequest, every server of a V2 protocol the same body."""
     bodies = {}
     grpc_scenarios = [scenario for scenario in scenarios if scenario.protocol == "grpc"]
     wanted = {f"{s.model}-{s.batch}": (s.model, input_rows(s.model, s.batch)) for s in grpc_scenarios}
@@ -682,12 +768,12 @@ def write_bodies(
     for server in servers:
         for scenario in (s for s in scenarios if server.speaks(s)):
             if scenario.protocol == "grpc":
-                bodies[(server.kind, scenario.key)] = grpc_paths[f"{scenario.model}-{scenario.batch}"]
+                bodies[(server.kind, scenario.key)] = Body(grpc_paths[f"{scenario.model}-{scenario.batch}"])
                 continue
-            path = work / f"body-{server.kind}-{scenario.model}-{scenario.batch}.json"
-            if not path.exists():
-                path.write_text(json.dumps(server.body(scenario.model, input_rows(scenario.model, scenario.batch))))
-            bodies[(server.kind, scenario.key)] = path
+            payload = server.payload(scenario.model, input_rows(scenario.model, scenario.batch), scenario.protocol)
+            path = work / f"body-{server.kind}-{scenario.protocol}-{scenario.model}-{scenario.batch}"
+            path.write_bytes(payload.data)
+            bodies[(server.kind, scenario.key)] = Body(path, payload.headers)
     return bodies
 
 
@@ -751,13 +837,14 @@ class Sample:
         return Sample(cpu_seconds(pids), MachineCpu.read())
 
 
-def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int, processes: Processes) -> dict:
+def run_wrk(url: str, body: Body, connections: int, seconds: float, threads: int, processes: Processes) -> dict:
     """Run ``wrk`` with ``perf/lua/post.lua`` for ``seconds``; return the counts its ``done()`` printed."""
     seconds = max(1, round(seconds))  # NOTE: wrk takes whole seconds only
     command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     command += ["--latency", "-s", str(LUA), url]
+    headers = "\n".join(f"{name}: {value}" for name, value in body.headers.items())
     with tempfile.TemporaryFile() as out:
-        process = processes.start(command, out, env={**os.environ, "WRK_BODY": str(body)})
+        process = processes.start(command, out, env={**os.environ, "WRK_BODY": str(body.path), "WRK_HEADERS": headers})
         try:
             process.wait(seconds + 30)
         finally:
@@ -771,10 +858,10 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int
 
 
 def wrk_window(
-    server: Server, scenario: Scenario, body: Path, args: argparse.Namespace, pids: list[int], processes: Processes
+    server: Server, scenario: Scenario, body: Body, args: argparse.Namespace, pids: list[int], processes: Processes
 ) -> tuple[Load, Sample, Sample]:
     """A ``wrk`` warm-up, then the measured ``wrk`` run, with the samples taken around it."""
-    url = server.url(scenario.model)
+    url = server.url(scenario.model, scenario.protocol)
     run_wrk(url, body, scenario.concurrency, args.warmup, args.wrk_threads, processes)
     before, client_before = Sample.take(pids), _children_cpu()
     result = run_wrk(url, body, scenario.concurrency, args.duration, args.wrk_threads, processes)
@@ -798,13 +885,13 @@ GRPC_CLIENT_START_S = 2.0
 
 
 def grpc_window(
-    server: Server, scenario: Scenario, body: Path, args: argparse.Namespace, pids: list[int], processes: Processes
+    server: Server, scenario: Scenario, body: Body, args: argparse.Namespace, pids: list[int], processes: Processes
 ) -> tuple[Load, Sample, Sample]:
     """One run of ``perf/grpc_floor.py load``: its warm-up, then the window, whose start and end are agreed
     in wall-clock time, so the samples here are taken at its moments."""
     client_processes, channels, calls = grpc_layout(scenario.concurrency)
     start = time.time() + GRPC_CLIENT_START_S + args.warmup
-    command = [sys.executable, str(GRPC_TOOL), "load", "--target", server.grpc_target, "--body", str(body)]
+    command = [sys.executable, str(GRPC_TOOL), "load", "--target", server.grpc_target, "--body", str(body.path)]
     command += ["--processes", str(client_processes), "--channels", str(channels), "--calls", str(calls)]
     command += ["--start", f"{start:.3f}", "--seconds", f"{args.duration:g}"]
     with tempfile.TemporaryFile() as out:
@@ -843,7 +930,7 @@ def grpc_window(
 def measure(
     server: Server,
     scenario: Scenario,
-    body: Path,
+    body: Body,
     args: argparse.Namespace,
     round_index: int,
     processes: Processes,
@@ -935,7 +1022,8 @@ def summarize(windows: Sequence[Window], servers: Sequence[Server], scenarios: S
 def ratios(windows: Sequence[Window], servers: Sequence[Server], scenarios: Sequence[Scenario]) -> dict:
     """Per scenario, the medians over rounds of per-round ratios, for answers/s and CPU per request: each tfaas
     server against every other server in the scenario (its peers, the floor, the other tfaas servers), and,
-    for a gRPC scenario whose REST twin ran too, each tfaas server's gRPC against its REST (``NAME gRPC/REST``)."""
+    for a scenario of another protocol whose REST twin ran too, each tfaas server's answers over it against
+    its REST (``NAME gRPC/REST``, ``NAME V2 JSON/REST``...)."""
     by = {(w.round, w.scenario, w.server): w for w in windows}
     rounds = sorted({w.round for w in windows})
     keys = {s.key for s in scenarios}
@@ -948,11 +1036,16 @@ def ratios(windows: Sequence[Window], servers: Sequence[Server], scenarios: Sequ
             for other in others:
                 pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, scenario.key, other.name))) for r in rounds]
                 found[scenario.key][f"{ours.name}/{other.name}"] = round_ratios(pairs)
-            twin = scenario.twin().key
-            if scenario.protocol == "grpc" and twin in keys:
+            twin = scenario.over("rest").key
+            if scenario.protocol != "rest" and twin in keys:
                 pairs = [(by.get((r, scenario.key, ours.name)), by.get((r, twin, ours.name))) for r in rounds]
-                found[scenario.key][f"{ours.name} gRPC/REST"] = round_ratios(pairs)
+                found[scenario.key][over_rest_pair(ours.name, scenario.protocol)] = round_ratios(pairs)
     return found
+
+
+def over_rest_pair(server: str, protocol: str) -> str:
+    """The name of the ratio of ``server``'s answers/s over ``protocol`` to its answers/s over REST."""
+    return f"{server} {PROTOCOL_NAMES[protocol]}/REST"
 
 
 def round_ratios(pairs: Sequence[tuple[Window | None, Window | None]]) -> dict[str, Any]:
@@ -1051,7 +1144,7 @@ def issue12_targets(ours: str, summary: dict, ratio: dict, limit: float | None) 
             f"{verdict(floor >= 0.5)} ({fmt(floor, 2)}×; server CPU per call {fmt(cpu, 2)}× the floor's)"
         )
     if b1024.key in summary and ours in summary[b1024.key]:
-        over_rest = rps_ratio(ratio, b1024, f"{ours} gRPC/REST")
+        over_rest = rps_ratio(ratio, b1024, over_rest_pair(ours, "grpc"))
         rows = summary[b1024.key][ours]["rows_per_s"]
         share = rows / limit if limit else None
         met = over_rest is not None and share is not None and over_rest >= 1.3 and share >= 0.7
@@ -1164,10 +1257,21 @@ def tfaas_defaults() -> str:
     return ", ".join(shown)
 
 
+V2_LOAD_TEXT = (
+    "V2 REST: the same wrk script, `POST /v2/models/M/infer`, one FP32 input of shape [batch, width]: V2 JSON "
+    "sends the REST body's numbers flat in `data`; V2 binary (Triton's binary tensor data extension) sends a JSON "
+    "header with `binary_data_size`, then the float32 elements, with `Inference-Header-Content-Length`, and asks "
+    "for the outputs in binary (`binary_data_output`). The REST floor is sent the same V2 bodies.",
+    "",
+)
+"""The lines that say how V2 REST is loaded (in a report with V2 scenarios)."""
+
+
 def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     """The RESULTS.md section for one run."""
     m, summary, ratio, servers = report["machine"], report["summary"], report["ratios"], report["servers"]
     clients = report["client_cpu_ms_per_request"]
+    wrk_cpu = ", ".join(f"{fmt(clients[p], 3)} ms ({PROTOCOL_NAMES[p]})" for p in HTTP_PROTOCOLS if p in clients)
     out = [
         "## Throughput side by side (`python perf/bench.py`"
         + ("" if report["section"] == "bench" else f", section `{report['section']}`")
@@ -1193,9 +1297,10 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
         "on each, sending one serialized `PredictRequest` (float32 `tensor_content`) through grpcio's synchronous "
         "API, no deserialization of the answers (status codes only); every server of a protocol gets the same "
         "bytes. Both clients are closed-loop (latencies understate the tail under overload) and share the 2 "
-        f"cores with the server: a median {fmt(clients.get('rest'), 3)} ms of CPU per request for wrk, "
+        f"cores with the server: a median {wrk_cpu} of CPU per request for wrk, "
         f"{fmt(clients.get('grpc'), 3)} ms per call for the gRPC client (its own processes, over the window).",
         "",
+        *(V2_LOAD_TEXT if set(clients) & set(V2_PROTOCOLS) else ()),
         "Every figure is the median over rounds. answers/s counts 2xx (REST) or OK (gRPC) answers; errors are "
         "the others plus socket errors (all rounds); server CPU ms/req is the server's own CPU time (user + "
         "system, all its processes) per request, client CPU likewise for the load client; RSS sums the "
@@ -1205,6 +1310,7 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
         "",
     ]
     out += side_by_side_table(summary, ratio, scenarios)
+    out += side_by_side_table(summary, ratio, scenarios, ("rest", *V2_PROTOCOLS))
     for scenario in scenarios:
         out += scenario_table(scenario, summary.get(scenario.key, {}))
     out += ratio_table(ratio, scenarios)
@@ -1234,26 +1340,39 @@ def describe_command(server: Server) -> str:
     return prefix + text
 
 
-def side_by_side_table(summary: dict, ratio: dict, scenarios: Sequence[Scenario]) -> list[str]:
-    """tfaas's REST and gRPC for the same loads, beside the two floors: one row per load both protocols ran."""
+def side_by_side_table(
+    summary: dict, ratio: dict, scenarios: Sequence[Scenario], protocols: Sequence[str] = ("rest", "grpc")
+) -> list[str]:
+    """tfaas over REST and the other ``protocols`` for the same loads, beside each protocol's floor: one row
+    per REST load that ran over another of them too."""
     keys = {s.key for s in scenarios}
-    loads = [s for s in scenarios if s.protocol == "rest" and s.twin().key in keys]
+    others = protocols[1:]
+    loads = [s for s in scenarios if s.protocol == "rest" and any(s.over(p).key in keys for p in others)]
     if not loads:
         return []
-    head = ["load", "REST req/s", "gRPC calls/s", "gRPC/REST", "REST CPU ms/req", "gRPC CPU ms/call"]
-    head += ["REST floor req/s (CPU ms)", "gRPC floor calls/s (CPU ms)", "tfaas/floor REST, gRPC"]
+    names = {p: PROTOCOL_NAMES[p] for p in protocols}
+    unit = {p: "call" if p == "grpc" else "req" for p in protocols}
+    rate_unit = {p: "calls/s" if p == "grpc" else "req/s" for p in protocols}
+    head = ["load", *(f"{names[p]} {rate_unit[p]}" for p in protocols), *(f"{names[p]}/REST" for p in others)]
+    head += [f"{names[p]} CPU ms/{unit[p]}" for p in protocols]
+    head += [f"{names[p]} floor {rate_unit[p]} (CPU ms)" for p in protocols]
+    head.append(f"tfaas/floor {', '.join(names.values())}")
+    listed = list(names.values())
+    v2_floor = ""
+    if set(others) & set(V2_PROTOCOLS):
+        v2_floor = " Each floor is sent its protocol's bodies (V2's: the REST floor)."
     out = [
-        "### tfaas over REST and gRPC, and the floors",
+        f"### tfaas over {', '.join(listed[:-1])} and {listed[-1]}, and the floors",
         "",
-        "Answers/s (rows/s for batches) and server CPU per request, medians over rounds; gRPC/REST and tfaas/floor "
-        "are medians of the per-round ratios of answers/s.",
+        "Answers/s (rows/s for batches) and server CPU per request, medians over rounds; "
+        f"{', '.join(f'{names[p]}/REST' for p in others)} and tfaas/floor are medians of the per-round ratios of "
+        f"answers/s.{v2_floor}",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for load in loads:
-        twin = load.twin()
-        rest_row, grpc_row = summary.get(load.key, {}), summary.get(twin.key, {})
+        rows = {p: summary.get(load.over(p).key, {}) for p in protocols}
 
         def rate(row: dict, name: str, batch: int = load.batch) -> str:
             if name not in row:
@@ -1265,12 +1384,12 @@ def side_by_side_table(summary: dict, ratio: dict, scenarios: Sequence[Scenario]
             return fmt(row[name]["server_cpu_ms_per_request"], 3) if name in row else "–"
 
         cells = [f"dense42 batch {load.batch}, {load.concurrency} in flight" if load.model == "dense42" else load.key]
-        cells += [rate(rest_row, "tfaas"), rate(grpc_row, "tfaas"), fmt(rps_ratio(ratio, twin, "tfaas gRPC/REST"), 2)]
-        cells += [cpu(rest_row, "tfaas"), cpu(grpc_row, "tfaas")]
-        cells += [f"{rate(rest_row, 'rest-floor', 1)} ({cpu(rest_row, 'rest-floor')})"]
-        cells += [f"{rate(grpc_row, 'grpc-floor', 1)} ({cpu(grpc_row, 'grpc-floor')})"]
-        floors = (rps_ratio(ratio, load, "tfaas/rest-floor"), rps_ratio(ratio, twin, "tfaas/grpc-floor"))
-        cells.append(f"{fmt(floors[0], 2)}, {fmt(floors[1], 2)}")
+        cells += [rate(rows[p], "tfaas") for p in protocols]
+        cells += [fmt(rps_ratio(ratio, load.over(p), over_rest_pair("tfaas", p)), 2) for p in others]
+        cells += [cpu(rows[p], "tfaas") for p in protocols]
+        cells += [f"{rate(rows[p], FLOORS[p], 1)} ({cpu(rows[p], FLOORS[p])})" for p in protocols]
+        floors = [fmt(rps_ratio(ratio, load.over(p), f"tfaas/{FLOORS[p]}"), 2) for p in protocols]
+        cells.append(", ".join(floors))
         out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]
 
@@ -1361,8 +1480,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY",
-        help="only these scenarios, e.g. dense42-b1-c32 (REST), grpc-dense42-b1-c32; any of "
-        + ", ".join(s.key for s in KNOWN_SCENARIOS),
+        help="only these scenarios, e.g. dense42-b1-c32 (REST), grpc-dense42-b1-c32, v2-dense42-b1-c32 (V2 JSON), "
+        "v2bin-dense42-b1-c32 (V2 binary); any of " + ", ".join(s.key for s in KNOWN_SCENARIOS),
     )
     parser.add_argument(
         "--baseline",
@@ -1498,8 +1617,9 @@ def run(args: argparse.Namespace, processes: Processes, work: Path) -> dict[str,
 
 
 def protocol_keys(scenarios: Sequence[Scenario]) -> dict[str, set[str]]:
-    """The keys of the scenarios of each protocol."""
-    return {p: {s.key for s in scenarios if s.protocol == p} for p in ("rest", "grpc")}
+    """The keys of the scenarios of each protocol that has some."""
+    keys = {p: {s.key for s in scenarios if s.protocol == p} for p in PROTOCOL_NAMES}
+    return {p: mine for p, mine in keys.items() if mine}
 
 
 def current_commit() -> str:
@@ -1540,11 +1660,12 @@ def print_window(w: Window) -> None:
 
 def estimated_minutes(args: argparse.Namespace) -> float:
     """How long the run should take: start-up, then every round's in-process loops and windows."""
-    tfaas = 1 + len(args.variant) + len(args.baseline)
-    rest_servers = tfaas + 1 + (0 if args.no_naive else 1) + (0 if args.no_sts else 1)
+    planned = {"tfaas": 1 + len(args.variant) + len(args.baseline), "rest-floor": 1, "grpc-floor": 1}
+    planned |= {"naive": 0 if args.no_naive else 1, "sts": 0 if args.no_sts else 1}
     seconds = 0.0
     for scenario in chosen_scenarios(args):
-        servers, extra = (tfaas + 1, GRPC_CLIENT_START_S) if scenario.protocol == "grpc" else (rest_servers, 0.5)
+        servers = sum(count for kind, count in planned.items() if scenario.protocol in PROTOCOLS[kind])
+        extra = GRPC_CLIENT_START_S if scenario.protocol == "grpc" else 0.5
         seconds += servers * (args.warmup + args.duration + extra)
     return (90 + args.rounds * (seconds + 6 * args.inprocess_seconds + 10)) / 60
 

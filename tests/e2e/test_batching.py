@@ -77,11 +77,11 @@ def test_concurrent_batched_answers_equal_unbatched_ones_exactly_and_in_order(se
 
 
 def test_a_large_body_is_answered_as_its_rows_are_in_small_requests(server: ServerProcess) -> None:
-    """Bodies over the front's LOOP_BODY_BYTES take the pool-thread lane; the answers must not differ."""
-    from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
+    """Bodies over the front's LOOP_REQUEST_BYTES take the pool-thread lane; the answers must not differ."""
+    from tfaas.fronts import LOOP_REQUEST_BYTES
 
     rows = np.random.default_rng(11).random((400, 42), dtype=np.float32).tolist()
-    assert len(json.dumps({"instances": rows})) > LOOP_BODY_BYTES
+    assert len(json.dumps({"instances": rows})) > LOOP_REQUEST_BYTES
     for model in ("batched", "plain"):
         status, body = predict(server, model, rows)
         assert status == 200

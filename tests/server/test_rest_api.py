@@ -15,7 +15,7 @@ from tests.asgi_client import worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
+from tfaas.fronts import LOOP_REQUEST_BYTES
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.server_core import ServerCore
 
@@ -139,11 +139,11 @@ def test_a_model_with_no_version_is_a_404_in_tf_servings_words(tmp_path: Path, m
 
 
 def test_a_large_body_in_pieces_is_answered_as_a_small_one(client):
-    """A body past LOOP_BODY_BYTES does all its work on the service's pool; one in several messages is read
+    """A body past LOOP_REQUEST_BYTES does all its work on the service's pool; one in several messages is read
     into one buffer. Neither changes the answer."""
     rows = [[float(i)] for i in range(10_000)]
     body = json.dumps({"instances": rows})
-    assert len(body) > LOOP_BODY_BYTES
+    assert len(body) > LOOP_REQUEST_BYTES
     response = client.post("/v1/models/m/versions/2:predict", data=body, pieces=3)
     assert response.status_code == 200 and response.json == {"predictions": [[2.0 * row[0]] for row in rows]}
 

@@ -14,7 +14,7 @@ import pytest
 from tests.server.test_rest_api import SIGNATURE, TimesVersion, TimesVersionLoader
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.version_policy import ServableVersionPolicy
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
+from tfaas.fronts import LOOP_REQUEST_BYTES
 
 SIGNATURE_DEF_MAP = {
     "signature_def": {
@@ -71,9 +71,9 @@ def test_post_slash_runs_the_default_model_latest_or_asked_version(client):
 
 
 def test_a_large_body_is_answered_on_the_pool_as_a_small_one(client):
-    rows = [[1.5]] * (LOOP_BODY_BYTES // 4)
+    rows = [[1.5]] * (LOOP_REQUEST_BYTES // 4)
     body = json.dumps({"data": {"x": rows}}).encode()
-    assert len(body) > LOOP_BODY_BYTES
+    assert len(body) > LOOP_REQUEST_BYTES
     response = client.post("/", data=body, content_type="application/json", pieces=3)
     assert response.status_code == 200
     np.testing.assert_array_equal(response.json["y"], np.full((len(rows), 1), 3.0))

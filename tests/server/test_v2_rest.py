@@ -18,7 +18,7 @@ from tests.asgi_client import AsgiClient, worker_client
 from tfaas.config import ModelConfig, Settings
 from tfaas.core.servable_id import ServableId
 from tfaas.core.version_policy import ServableVersionPolicy
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES
+from tfaas.fronts import LOOP_REQUEST_BYTES
 from tfaas.servables.servable import SignatureInfo, TensorInfo
 from tfaas.server_core import ServerCore
 
@@ -252,7 +252,7 @@ def test_each_output_in_binary_or_json_as_it_asks(client):
 
 
 def test_a_large_body_is_answered_the_same(client):
-    rows = LOOP_BODY_BYTES // 8
+    rows = LOOP_REQUEST_BYTES // 8
     x = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
     body = {
         "inputs": [
@@ -262,7 +262,7 @@ def test_a_large_body_is_answered_the_same(client):
         "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
     }
     data, headers = binary_body(body, x.tobytes())
-    assert len(data) > LOOP_BODY_BYTES
+    assert len(data) > LOOP_REQUEST_BYTES
     _, binary = split_binary(client.post("/v2/models/m/infer", data=data, headers=headers))
     np.testing.assert_array_equal(np.frombuffer(binary, "<f4").reshape(rows, 2), x * 2)
 

@@ -19,7 +19,8 @@ from typing import Iterator
 from tfaas.codecs import sts_json
 from tfaas.codecs.sts_json import StsCall
 from tfaas.errors import InvalidArgument, MethodNotAllowed, NotFound
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader, RestAnswer
+from tfaas.fronts import LOOP_REQUEST_BYTES
+from tfaas.fronts.tf_serving_rest import BodyReader, RestAnswer
 from tfaas.inference.request_metrics import RequestRecord
 from tfaas.inference.service import InferenceService
 
@@ -56,7 +57,7 @@ class StsFront:
         """``POST /``: the answer's body in pieces."""
         async with self._service.recorded_async("predict", timeout_ms=self._timeout_ms) as record:
             data = await read_body()
-            if len(data) > LOOP_BODY_BYTES or (content_type or "").lower().startswith("multipart/"):
+            if len(data) > LOOP_REQUEST_BYTES or (content_type or "").lower().startswith("multipart/"):
                 return await self._service.in_pool(self._predict_on_this_thread, data, content_type, record)
             call = _parsed(data, content_type, record)
             with self._sts_errors(call):

@@ -3,13 +3,12 @@ service, with the servicers ``tensorflow-serving-api`` ships (no hand-written pr
 
 A thin front: each RPC parses its message with :mod:`tfaas.codecs.tf_serving_proto`, calls the
 :class:`~tfaas.inference.service.InferenceService` inside ``service.recorded(api, model, GRPC)``, and
-encodes the result. Errors are TF Serving's: a ``TfaasError`` ends the call with the gRPC status of its
-code name (``NOT_FOUND``, ``INVALID_ARGUMENT``, ``UNAVAILABLE``, ...) and its message (past 1024
-characters cut with ``...TRUNCATED``, as TF Serving's ``ToGRPCStatus``); anything else is a fault of the
-server: ``INTERNAL`` with a generic message, the traceback logged. No client message can end the worker.
+encodes the result. Errors are TF Serving's (:mod:`tfaas.fronts.grpc_answer`): a ``TfaasError`` ends the call
+with the gRPC status of its code name and its message; anything else is ``INTERNAL``. No client message can
+end the worker.
 
 Where the work runs, on the worker's event loop or off it: ``Predict`` takes the request's bytes (no
-deserializer), so a small one (up to :data:`LOOP_MESSAGE_BYTES`) is parsed, decoded and encoded on the
+deserializer), so a small one (up to :data:`~tfaas.fronts.LOOP_REQUEST_BYTES`) is parsed, decoded and encoded on the
 loop, its model call awaited (``predict_async``: the batcher's thread wakes the loop), and a large one
 does all of it on the service's pool, the loop never stalls on a large message. Classify, regress,
 multi-inference, metadata and reloads run on the pool (their model calls block); status on the loop.
@@ -23,7 +22,7 @@ counters).
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -40,26 +39,17 @@ from tensorflow_serving.apis import (
 
 from tfaas import request_timing
 from tfaas.codecs import tf_serving_proto as codec
-from tfaas.errors import FailedPrecondition, InvalidArgument, SignatureNotFound, TfaasError
+from tfaas.errors import FailedPrecondition, InvalidArgument, SignatureNotFound
+from tfaas.fronts import LOOP_REQUEST_BYTES
+from tfaas.fronts.grpc_answer import answered
 from tfaas.inference.request_metrics import GRPC, RequestRecord
 from tfaas.inference.service import InferenceService
 from tfaas.inference.types import PredictRequest
 
 log = logging.getLogger("tfaas.grpc")
 
-T = TypeVar("T")
-
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-
-LOOP_MESSAGE_BYTES = 64 * 1024
-"""Predict requests up to this size are parsed and answered on the event loop; larger ones on the
-service's pool (the REST front's threshold for predict bodies, for the same reason)."""
-
-MESSAGE_LIMIT = 1024
-"""TF Serving cuts an error message longer than this (``kErrorMessageLimit``)."""
-
-INTERNAL_MESSAGE = "Internal error while serving the request (the server's log has the details)"
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -75,14 +65,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
         async def answer(record: RequestRecord) -> bytes:
             try:
-                if len(request) <= LOOP_MESSAGE_BYTES:
+                if len(request) <= LOOP_REQUEST_BYTES:
                     result = await self._service.predict_async(self._predict_request(request, record))
                     return _encoded(codec.predict_response, result)
                 return await self._service.in_pool(self._predict_off_loop, request, record)
             except SignatureNotFound as error:
                 raise FailedPrecondition(f'Serving signature key "{error.signature_name}" not found.') from None
 
-        return await _answered(self._service, context, "predict", answer)
+        return await answered(self._service, context, "predict", GRPC, answer)
 
     def _predict_off_loop(self, request: bytes, record: RequestRecord) -> bytes:
         return _encoded(codec.predict_response, self._service.predict(self._predict_request(request, record)))
@@ -111,7 +101,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             record.model = request.model_spec.name
             return encode(await self._service.in_pool(getattr(self._service, api), codec.examples_request(request)))
 
-        return await _answered(self._service, context, api, answer)
+        return await answered(self._service, context, api, GRPC, answer)
 
     async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         async def answer(record: RequestRecord) -> Any:
@@ -119,7 +109,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             result = await self._service.in_pool(self._service.multi_inference, codec.multi_inference_request(request))
             return codec.multi_inference_response(result)
 
-        return await _answered(self._service, context, "multi_inference", answer)
+        return await answered(self._service, context, "multi_inference", GRPC, answer)
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         async def answer(record: RequestRecord) -> Any:
@@ -127,7 +117,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec = codec.metadata_model_spec(request)
             return await self._service.in_pool(lambda: codec.metadata_response(self._service.metadata(spec)))
 
-        return await _answered(self._service, context, "metadata", answer)
+        return await answered(self._service, context, "metadata", GRPC, answer)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -142,7 +132,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             version = codec.status_version(request)
             return codec.status_response(self._service.status(request.model_spec.name, version))
 
-        return await _answered(self._service, context, "status", answer)
+        return await answered(self._service, context, "status", GRPC, answer)
 
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """Serve exactly the request's model list from now on; answers once its models serve."""
@@ -153,7 +143,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             await self._service.in_pool(self._service.reload_config, models)
             return model_management_pb2.ReloadConfigResponse()
 
-        return await _answered(self._service, context, "reload_config", answer)
+        return await answered(self._service, context, "reload_config", GRPC, answer)
 
 
 def add_to_server(server: grpc.aio.Server, prediction: PredictionServicer, model: ModelServicer) -> None:
@@ -182,29 +172,3 @@ def _serialized(response: Any) -> bytes:
 def _encoded(encode: Callable[[Any], Any], result: Any) -> bytes:
     with request_timing.timed("encode"):
         return encode(result).SerializeToString()
-
-
-async def _answered(
-    service: InferenceService,
-    context: grpc.aio.ServicerContext,
-    api: str,
-    answer: Callable[[RequestRecord], Awaitable[T]],
-) -> T:
-    """``answer``'s result, counted as one ``api`` request of the GRPC entrypoint; its error as the call's status."""
-    try:
-        with service.recorded(api, entrypoint=GRPC) as record:
-            return await answer(record)
-    except TfaasError as error:
-        await context.abort(_status_code(error.code), _truncated(error.message))
-    except Exception:  # NOTE: a fault of the server, never of the client: no detail goes out
-        log.exception("gRPC %s failed", api)
-        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-    raise AssertionError("context.abort returns only by raising")
-
-
-def _status_code(code: str) -> grpc.StatusCode:
-    return grpc.StatusCode[code] if code in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN
-
-
-def _truncated(message: str) -> str:
-    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + "...TRUNCATED"

@@ -8,9 +8,9 @@ and ``gen_client``, paths TF Serving does not have (:mod:`tfaas.fronts.sts_clien
 path asked with another method is a 405 whose ``Allow`` names the path's methods; ``OPTIONS`` answers with
 them.
 
-A small predict body (up to ``LOOP_BODY_BYTES``) is parsed and its answer encoded on the event loop, the
-model call awaited (:meth:`InferenceService.predict_async`); a larger one does all its work on the
-service's pool, as every other call does. Errors leave as the ``TfaasError`` TF Serving answers with; the
+A small predict body (up to :data:`~tfaas.fronts.LOOP_REQUEST_BYTES`) is parsed and its answer encoded on
+the event loop, the model call awaited (:meth:`InferenceService.predict_async`); a larger one does all its
+work on the service's pool, as every other call does. Errors leave as the ``TfaasError`` TF Serving answers with; the
 transport writes them.
 """
 
@@ -23,16 +23,12 @@ from urllib.parse import parse_qs
 
 from tfaas.codecs import tf_serving_json as codec
 from tfaas.errors import InvalidArgument, MethodNotAllowed
-from tfaas.fronts import sts_clients
+from tfaas.fronts import LOOP_REQUEST_BYTES, sts_clients
 from tfaas.inference.service import InferenceService
 from tfaas.server_core import ModelSpec
 from tfaas.tf_serving import INT64_MAX
 
 BodyReader = Callable[[], Awaitable[bytes | bytearray]]
-
-LOOP_BODY_BYTES = 64 * 1024
-"""Predict bodies up to this size are parsed and answered on the event loop (a one-row dense42 body
-takes ~20 µs); larger ones on a pool thread, so a big batch never stalls the worker's other connections."""
 
 _SPEC = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
 _POST_PATH = re.compile(_SPEC + r":(?P<verb>predict|classify|regress)", re.IGNORECASE)
@@ -102,7 +98,7 @@ class TfServingRest:
 
     async def _predict(self, spec: ModelSpec, data: bytes | bytearray) -> list[bytes]:
         """``POST …:predict`` in the row (``instances``) or columnar (``inputs``) format."""
-        if len(data) > LOOP_BODY_BYTES:
+        if len(data) > LOOP_REQUEST_BYTES:
             return await self._service.in_pool(_predict_on_this_thread, self._service, spec, data)
         call = codec.PredictJson(data)
         return call.encode(await self._service.predict_async(call.request(spec)))

@@ -16,7 +16,7 @@ other method of the service is answered ``UNIMPLEMENTED``, naming what this serv
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -25,7 +25,8 @@ from tfaas import request_timing
 from tfaas.codecs import v2, v2_proto
 from tfaas.codecs.v2_proto import InferProto
 from tfaas.errors import InvalidArgument, NotFound, Unavailable
-from tfaas.fronts.tf_serving_grpc import LOOP_MESSAGE_BYTES, _answered
+from tfaas.fronts import LOOP_REQUEST_BYTES
+from tfaas.fronts.grpc_answer import answered
 from tfaas.inference.request_metrics import V2, RequestRecord
 from tfaas.inference.service import InferenceService
 from tfaas.protos import open_inference_grpc_pb2 as pb
@@ -77,14 +78,14 @@ class InferenceServicer:
         """A serialized ``ModelInferRequest`` in, a serialized ``ModelInferResponse`` out."""
 
         async def answer(record: RequestRecord) -> bytes:
-            if len(request) > LOOP_MESSAGE_BYTES:
+            if len(request) > LOOP_REQUEST_BYTES:
                 return await self._service.in_pool(self._infer_on_this_thread, request, record)
             call = _parsed(request, record)
             result = await self._service.predict_async(call.request())
             with request_timing.timed("encode"):
                 return call.response(result).SerializeToString()
 
-        return await _answered(self._service, context, "predict", _with_entrypoint(answer))
+        return await answered(self._service, context, "predict", V2, answer)
 
     def _infer_on_this_thread(self, request: bytes, record: RequestRecord) -> bytes:
         call = _parsed(request, record)
@@ -95,20 +96,10 @@ class InferenceServicer:
     async def _call(self, context: grpc.aio.ServicerContext, api: str, answer: Callable[[RequestRecord], Any]) -> Any:
         """``answer``'s result, counted as one ``api`` request of the V2 entrypoint; its error as the call's status."""
 
-        async def answered(record: RequestRecord) -> Any:
+        async def answered_now(record: RequestRecord) -> Any:
             return answer(record)
 
-        return await _answered(self._service, context, api, _with_entrypoint(answered))
-
-
-def _with_entrypoint(answer: Callable[[RequestRecord], Awaitable[Any]]) -> Callable[[RequestRecord], Awaitable[Any]]:
-    """``answer``, its request recorded with the ``V2`` entrypoint (TF Serving's front records ``GRPC``)."""
-
-    async def recorded_as_v2(record: RequestRecord) -> Any:
-        record.entrypoint = V2
-        return await answer(record)
-
-    return recorded_as_v2
+        return await answered(self._service, context, api, V2, answered_now)
 
 
 def _parsed(data: bytes, record: RequestRecord) -> InferProto:

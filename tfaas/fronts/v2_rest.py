@@ -28,8 +28,8 @@ from typing import Awaitable, Callable
 
 from tfaas.codecs import v2, v2_json
 from tfaas.errors import MethodNotAllowed, NotFound, Unavailable
-from tfaas.fronts import model_management
-from tfaas.fronts.tf_serving_rest import LOOP_BODY_BYTES, BodyReader, RestAnswer
+from tfaas.fronts import LOOP_REQUEST_BYTES, model_management
+from tfaas.fronts.tf_serving_rest import BodyReader, RestAnswer
 from tfaas.inference.request_metrics import V2
 from tfaas.inference.service import InferenceService
 from tfaas.server_core import ModelSpec
@@ -140,7 +140,7 @@ class V2Rest:
         spec = v2.model_spec(route.name, route.version)
         data = await read_body()
         header_length = header(v2_json.HEADER_LENGTH.lower())
-        if len(data) > LOOP_BODY_BYTES:
+        if len(data) > LOOP_REQUEST_BYTES:
             answer = await self._service.in_pool(_infer_on_this_thread, self._service, spec, data, header_length)
         else:
             call = v2_json.InferJson(data, header_length)
