@@ -88,9 +88,7 @@ def pool():
 def submit_behind_a_held_run(servable: BatchingServable, fake: FakeServable, pool, inputs: list) -> list[Future]:
     """Start one request that holds the batch thread, then queue ``inputs`` behind it (not yet run)."""
     fake.hold()
-    held = servable.submit(SIGNATURE, {"x": rows(100.0)})  # NOTE: queued, never run here: it takes the batch thread
-    assert held is not None
-    first = pool.submit(held.wait)
+    first = pool.submit(servable.run, SIGNATURE, {"x": rows(100.0)})
     assert fake.entered.wait(5)
     futures = [pool.submit(servable.run, SIGNATURE, {"x": x}) for x in inputs]
     _wait_until_queued(servable, len(inputs))
@@ -166,35 +164,6 @@ def test_a_lone_request_runs_once_the_timeout_has_passed() -> None:
     assert time.monotonic() - started >= 0.2, "it waited for company first"
     np.testing.assert_array_equal(answer["y"], rows(2))
     assert [size for size, _ in fake.runs] == [1]
-    assert fake.runs[0][1].startswith("batch-fake-1"), "with a timeout, a batch thread runs it"
-    servable.close()
-
-
-def test_a_lone_request_runs_on_its_own_thread_when_the_batcher_is_idle() -> None:
-    fake = FakeServable()
-    servable = batching(fake, max_batch_size=8)
-    answer = servable.run(SIGNATURE, {"x": rows(1, 2)})
-    np.testing.assert_array_equal(answer["y"], rows(2, 3))
-    assert fake.runs == [(2, threading.current_thread().name)], "no hand-off to a batch thread"
-    called: list[object] = []
-    task = servable.submit(SIGNATURE, {"x": rows(5)}, called.append, run_here_within=1.0)
-    assert task is not None and task.done and called == [], "done on return, and no one to call back"
-    np.testing.assert_array_equal(task.wait()["y"], rows(6))
-    servable.close()
-
-
-def test_a_request_runs_here_only_when_recent_batches_ran_within_the_callers_bound() -> None:
-    fake = FakeServable()
-    servable = batching(fake, max_batch_size=8)
-    fake.hold()
-    threading.Timer(0.05, fake.release).start()
-    servable.run(SIGNATURE, {"x": rows(1)})  # NOTE: ~50 ms: the moving average is now ~10 ms
-    task = servable.submit(SIGNATURE, {"x": rows(2)}, run_here_within=0.002)
-    assert task is not None
-    np.testing.assert_array_equal(task.wait()["y"], rows(3))
-    assert fake.runs[1][1].startswith("batch-fake-1"), "too slow for the caller: a batch thread ran it"
-    servable.run(SIGNATURE, {"x": rows(3)})
-    assert fake.runs[2][1] == threading.current_thread().name, "a thread that would block anyway runs it"
     servable.close()
 
 

@@ -142,9 +142,7 @@ class FakeServable:
         self.fed = dict(inputs)
         return self.outputs
 
-    def submit(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None, run_here_within: Any = None
-    ) -> None:
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
         return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +20,6 @@ from tfaas.inference.types import (
     InferenceTask,
     MultiInferenceRequest,
     PredictRequest,
-    PredictResult,
     ServedSpec,
 )
 from tfaas.metrics import Metrics
@@ -54,15 +52,9 @@ class TimesVersion:
     """``y = x * version``, ``z = -x``; regresses each example to its length, classifies to (len, -len)."""
 
     signatures = {"serving_default": PREDICT, "regress": REGRESS, "classify": CLASSIFY}
-    params = None
-    labels: list[str] = []
 
     def __init__(self, id: ServableId) -> None:
         self.version = id.version
-        self.runs: list[tuple[int, str]] = []  # NOTE: each predict run's rows and thread
-
-    def check_inputs(self, signature_name, inputs):
-        return {alias: np.asarray(value) for alias, value in inputs.items()}
 
     def signature_def_map_json(self):
         return {"signature_def": {"serving_default": {"method_name": PREDICT.method_name}}}
@@ -70,14 +62,13 @@ class TimesVersion:
     def run(self, signature_name, inputs):
         if signature_name == "serving_default":
             x = np.asarray(inputs["x"], np.float32)
-            self.runs.append((len(x), threading.current_thread().name))
             return {"y": x * np.float32(self.version), "z": -x}
         lengths = np.array([len(e) for e in inputs["inputs"]], np.float32)
         if signature_name == "regress":
             return {"outputs": lengths}
         return {"scores": np.stack([lengths, -lengths], axis=1)}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 
@@ -160,42 +151,6 @@ def test_predict_async_answers_as_predict(service: InferenceService) -> None:
     request = PredictRequest(ModelSpec("m"), {"x": np.array([[1.5]], np.float32)})
     result = asyncio.run(service.predict_async(request))
     assert result.spec.version == 2 and result.outputs["y"].tolist() == [[3.0]]
-
-
-def test_a_lone_async_predict_runs_on_the_loop_and_requests_that_arrive_together_batch(tmp_path: Path) -> None:
-    (tmp_path / "m" / "1").mkdir(parents=True)
-    (tmp_path / "m" / "1" / "saved_model.pb").write_bytes(b"fake")
-    from prometheus_client import CollectorRegistry
-
-    settings = Settings(
-        models=(ModelConfig(name="m", base_path=str(tmp_path / "m")),),
-        version_settle_seconds=0,
-        file_system_poll_wait_seconds=-1,
-    )
-    assert settings.enable_batching
-    core = ServerCore(settings, loader_factory=TimesVersionLoader, metrics=Metrics(CollectorRegistry()))
-    core.start()
-    service = InferenceService(core, threads=1)
-
-    def request(value: float) -> PredictRequest:
-        return PredictRequest(ModelSpec("m"), {"x": np.array([[value]], np.float32)})
-
-    async def lone_then_together() -> tuple[str, list[PredictResult]]:
-        await service.predict_async(request(1.0))
-        together = await asyncio.gather(*(service.predict_async(request(v)) for v in (2.0, 3.0, 4.0)))
-        return threading.current_thread().name, together
-
-    try:
-        assert core.wait_until_ready(5)
-        loop_thread, together = asyncio.run(lone_then_together())
-        assert [r.outputs["y"].tolist() for r in together] == [[[2.0]], [[3.0]], [[4.0]]]
-        with core.get_handle(ModelSpec("m")) as handle:
-            runs = handle.servable.inner.runs
-        assert runs[0] == (1, loop_thread), "alone: run on the loop, no hand-off"
-        assert runs[1][0] == 3 and runs[1][1].startswith("batch-"), "together: one batch, on a batch thread"
-    finally:
-        service.close()
-        core.stop()
 
 
 def test_classify_regress_and_multi_inference(service: InferenceService) -> None:

@@ -71,7 +71,7 @@ class Doubling:
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"y": np.asarray(inputs["x"], np.float32) * 2}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 

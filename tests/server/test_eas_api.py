@@ -59,7 +59,7 @@ class Doubler:
         x = np.asarray(inputs["x"], np.float32)
         return {"y": 2 * x, "n": np.full(len(x), len(x), np.int64)}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 

@@ -36,7 +36,7 @@ class Doubler:
     def signature_def_map_json(self):
         return {}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 

@@ -38,7 +38,7 @@ class TimesVersion:
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * np.float32(self.version)}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 

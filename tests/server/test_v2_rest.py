@@ -54,7 +54,7 @@ class TimesVersion:
         upper[:] = [bytes(s).upper() for s in inputs["s"]]
         return {"y": inputs["x"] * np.float32(self.version), "upper": upper}
 
-    def submit(self, signature_name, inputs, on_done=None, run_here_within=None):
+    def submit(self, signature_name, inputs, on_done=None):
         return None
 
 

@@ -18,7 +18,6 @@ one task that needs no padding is also run as it is, so a lone request's answer 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
@@ -72,7 +71,7 @@ class BatchingServable:
 
         Raises what ``inner.run`` raises, and ``Unavailable`` when the queue is full.
         """
-        task = self.submit(signature_name, inputs, run_here_within=math.inf)
+        task = self.submit(signature_name, inputs)
         if task is None:
             return self.inner.run(signature_name, inputs)
         try:
@@ -81,17 +80,11 @@ class BatchingServable:
             note_queue(task)
 
     def submit(
-        self,
-        signature_name: str,
-        inputs: Mapping[str, np.ndarray],
-        on_done: Callable[[Task], None] | None = None,
-        run_here_within: float | None = None,
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Callable[[Task], None] | None = None
     ) -> Task | None:
         """Queue the request for a batch and return its task, or ``None`` for a request that cannot share
         one, which the caller runs with ``run``. ``on_done`` is called on the batch thread once the
         task has its result; :meth:`Task.wait` then gives it (or raises its error) without blocking.
-        With ``run_here_within`` the task may run on the calling thread instead, when the batcher is idle
-        (:meth:`BatchScheduler.schedule`): it is then done on return, and ``on_done`` is not called.
 
         Raises ``InvalidArgument`` for inputs the signature refuses and ``Unavailable`` when the queue is full.
         """
@@ -100,7 +93,7 @@ class BatchingServable:
         if rows is None or rows > self.parameters.max_batch_size or signature_name in self._unbatchable:
             return None
         task = Task(rows, (signature_name, checked), on_done)
-        self._scheduler.schedule(_queue_key(signature_name, checked), task, run_here_within)
+        self._scheduler.schedule(_queue_key(signature_name, checked), task)
         return task
 
     def close(self) -> None:

@@ -10,10 +10,6 @@ How it works, in TF Serving's terms (its ``SharedBatchScheduler``):
 - A batch thread takes the front batch of a queue (round robin over the queues) when it is closed,
   or once it has waited ``batch_timeout_micros`` since its first task. With the default timeout of 0
   a free thread takes whatever has arrived at once, and tasks batch up while every thread is busy.
-- A task may run at once on the thread that schedules it, as a batch of its own, when nothing is queued
-  and no batch runs, and ``batch_timeout_micros`` is 0 (there is nothing to batch it with, and a batch
-  thread would run it alone anyway): it saves two thread hand-offs. The caller says whether it may, and for
-  how long at most a batch may recently have run (an event loop may not block on a slow model).
 - ``close()`` refuses new tasks, lets the threads finish every queued batch, and joins them; that is
   what unloading a version waits for, so no queued request is lost.
 
@@ -35,9 +31,6 @@ from tfaas.batching.parameters import BatchingParameters
 from tfaas.errors import Unavailable
 
 log = logging.getLogger("tfaas.batching")
-
-RECENT_WEIGHT = 0.2
-"""The weight of the latest batch in the moving average of how long a batch runs."""
 
 
 class Task:
@@ -111,8 +104,6 @@ class BatchScheduler:
         self._queues: dict[Hashable, deque[_Batch]] = {}
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
-        self._running = 0  # NOTE: batches running now, on batch threads or on the threads that scheduled them
-        self._recent_run_s = 0.0  # NOTE: a moving average of how long a batch runs
         self._threads = [
             threading.Thread(target=self._run_batches, name=f"batch-{name}-{i}", daemon=True)
             for i in range(parameters.num_batch_threads)
@@ -120,54 +111,27 @@ class BatchScheduler:
         for thread in self._threads:
             thread.start()
 
-    def schedule(self, key: Hashable, task: Task, run_here_within: float | None = None) -> None:
-        """Queue ``task`` on queue ``key``; ``Unavailable`` when that queue is full or the scheduler closed.
-
-        With ``run_here_within`` (seconds), the task instead runs now on the calling thread, and is done
-        when this returns, if the scheduler is idle and its recent batches ran within that time (see the
-        module docstring); its ``on_done`` is then not called.
-        """
+    def schedule(self, key: Hashable, task: Task) -> None:
+        """Queue ``task`` on queue ``key``; ``Unavailable`` when that queue is full or the scheduler closed."""
+        params = self.parameters
         with self._cond:
             if self._closing:
                 raise Unavailable("The batch scheduler is shutting down")
-            run_here = self._may_run_here(run_here_within)
-            if run_here:
-                self._running += 1
-            else:
-                self._enqueue(key, task)
-        if run_here:
-            task._on_done = None  # NOTE: the caller finds it done; no one is to be woken
+            batches = self._queues.setdefault(key, deque())
+            batch = batches[-1] if batches else None
+            if batch is None or batch.closed or batch.size + task.size > params.max_batch_size:
+                if len(batches) >= params.max_enqueued_batches:
+                    raise Unavailable("The batch scheduling queue to which this task was submitted is full")
+                if batch is not None:
+                    batch.closed = True
+                batch = _Batch(opened=time.monotonic())
+                batches.append(batch)
             task.enqueued = time.perf_counter()
-            try:
-                self._run(_Batch([task], task.size))
-            finally:
-                with self._cond:
-                    self._running -= 1
-
-    def _may_run_here(self, within: float | None) -> bool:
-        """Whether a task may run on the scheduling thread now (called with the lock held)."""
-        if within is None or self.parameters.batch_timeout_seconds > 0:  # NOTE: a timeout asks to wait for company
-            return False
-        return not self._queues and not self._running and self._recent_run_s <= within
-
-    def _enqueue(self, key: Hashable, task: Task) -> None:
-        """Add ``task`` to the open batch of queue ``key`` (called with the lock held)."""
-        params = self.parameters
-        batches = self._queues.setdefault(key, deque())
-        batch = batches[-1] if batches else None
-        if batch is None or batch.closed or batch.size + task.size > params.max_batch_size:
-            if len(batches) >= params.max_enqueued_batches:
-                raise Unavailable("The batch scheduling queue to which this task was submitted is full")
-            if batch is not None:
+            batch.tasks.append(task)
+            batch.size += task.size
+            if batch.size >= params.max_batch_size:
                 batch.closed = True
-            batch = _Batch(opened=time.monotonic())
-            batches.append(batch)
-        task.enqueued = time.perf_counter()
-        batch.tasks.append(task)
-        batch.size += task.size
-        if batch.size >= params.max_batch_size:
-            batch.closed = True
-        self._cond.notify()
+            self._cond.notify()
 
     def queued_tasks(self) -> int:
         """Tasks waiting for a batch thread: what a test waits on before it lets a held batch go."""
@@ -187,11 +151,7 @@ class BatchScheduler:
             batch = self._next_batch()
             if batch is None:
                 return
-            try:
-                self._run(batch)
-            finally:
-                with self._cond:
-                    self._running -= 1
+            self._run(batch)
 
     def _next_batch(self) -> _Batch | None:
         """The next batch to run, waiting as long as none is ready; None once closed and drained."""
@@ -204,7 +164,6 @@ class BatchScheduler:
                     front = batches[0]
                     due = front.opened + timeout
                     if front.closed or due <= now or self._closing:
-                        self._running += 1
                         batches.popleft()
                         del self._queues[key]  # NOTE: re-inserted at the end: round robin over the queues
                         if batches:
@@ -226,6 +185,3 @@ class BatchScheduler:
             for task in batch.tasks:
                 if not task.done:
                     task.fail(error)
-        finally:
-            seconds = time.perf_counter() - started
-            self._recent_run_s += RECENT_WEIGHT * (seconds - self._recent_run_s)

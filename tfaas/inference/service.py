@@ -58,10 +58,6 @@ T = TypeVar("T")
 RELOAD_WAIT_SECONDS = 60.0
 """How long a config reload waits for the new config's models to serve before it answers with why not."""
 
-LOOP_RUN_SECONDS = 0.002
-"""A lone request may run its model on the event loop when the model's recent calls took at most this: a
-slower model would hold up the worker's other connections (health checks, new requests) for as long."""
-
 
 class InferenceService:
     """TF Serving's inference and model APIs over ``core``; ``threads`` sizes the pool of model calls
@@ -72,7 +68,6 @@ class InferenceService:
         self.core = core
         self._reload_wait_seconds = reload_wait_seconds
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-inference")
-        self._loop_predicts = 0  # NOTE: predict_async calls under way; only event loops change it
 
     def close(self) -> None:
         """Stop the thread pool once the calls on it finished."""
@@ -119,14 +114,10 @@ class InferenceService:
         """:meth:`predict` for a caller on an event loop: the model call is awaited, the loop never blocks
         on it. Decoding runs on the loop, so a front passes only small requests here (and large ones to
         ``in_pool(service.predict, request)``)."""
-        self._loop_predicts += 1
-        try:
-            with self._handle(request.spec) as handle:
-                signature, inputs = self._predict_inputs(handle.servable, request)
-                outputs = await self._run_async(handle.servable, request.signature_name, inputs)
-                return _predict_result(handle, request, signature, outputs)
-        finally:
-            self._loop_predicts -= 1
+        with self._handle(request.spec) as handle:
+            signature, inputs = self._predict_inputs(handle.servable, request)
+            outputs = await self._run_async(handle.servable, request.signature_name, inputs)
+            return _predict_result(handle, request, signature, outputs)
 
     def _predict_inputs(
         self, servable: Servable, request: PredictRequest
@@ -147,36 +138,19 @@ class InferenceService:
         self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         """The model call: through the batcher's queue when the servable batches this request (its batch
-        thread wakes the loop), else on a pool thread. The one request on this loop, when the batcher is idle
-        and quick, runs on the loop itself (no hand-off either way: nothing waits that it could delay)."""
+        thread wakes the loop), else on a pool thread."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         done = loop.create_future()
         try:
-            run_here_within = LOOP_RUN_SECONDS if await self._alone_on_loop() else None
-            task = servable.submit(
-                signature_name, inputs, lambda _: loop.call_soon_threadsafe(_settle, done), run_here_within
-            )
+            task = servable.submit(signature_name, inputs, lambda _: loop.call_soon_threadsafe(_settle, done))
             if task is None:
                 return await self.in_pool(servable.run, signature_name, inputs)
-            if not task.done:
-                await done
+            await done
             note_queue(task)
             return task.wait()
         finally:
             request_timing.add("run", time.perf_counter() - started)
-
-    async def _alone_on_loop(self) -> bool:
-        """Whether the calling request is the only predict under way on the event loop.
-
-        NOTE: requests the loop read in the same pass as this one are tasks that have not started yet; one
-        pass of the loop (``sleep(0)``) lets them start and count themselves, so that they batch together
-        instead of each running alone on the loop.
-        """
-        if self._loop_predicts != 1:
-            return False
-        await asyncio.sleep(0)
-        return self._loop_predicts == 1
 
     # ---- classify, regress, multi-inference --------------------------------------------------------
 

@@ -143,9 +143,7 @@ class FrozenGraphServable:
         except self._client_errors as error:
             raise InvalidArgument(_client_message(error)) from error
 
-    def submit(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None, run_here_within: Any = None
-    ) -> None:
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
         """Never queued: this servable does not batch (``BatchingServable`` wraps it where it does)."""
         return None
 

@@ -180,9 +180,7 @@ class SavedModelServable:
         # NOTE: np.asarray, not .numpy(): that gives numpy scalars (or bytes) for rank-0 outputs.
         return {alias: np.asarray(tensor) for alias, tensor in outputs.items()}
 
-    def submit(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None, run_here_within: Any = None
-    ) -> None:
+    def submit(self, signature_name: str, inputs: Mapping[str, np.ndarray], on_done: Any = None) -> None:
         """Never queued: this servable does not batch (``BatchingServable`` wraps it where it does)."""
         return None
 

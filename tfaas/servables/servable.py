@@ -43,7 +43,6 @@ class QueuedCall(Protocol):
 
     enqueued: float
     started: float
-    done: bool
 
     def wait(self) -> dict[str, np.ndarray]:
         """The call's outputs (raises its error), blocking until its batch ran."""
@@ -94,11 +93,8 @@ class Servable(Protocol):
         signature_name: str,
         inputs: Mapping[str, np.ndarray],
         on_done: Callable[[QueuedCall], None] | None = None,
-        run_here_within: float | None = None,
     ) -> QueuedCall | None:
         """Queue the call for a batch and return it (``on_done`` is called from the batch thread once it
         ran), or ``None`` when this servable does not batch this call: the caller then calls ``run``.
-        With ``run_here_within`` (seconds) it may run on the calling thread, and is then done on return
-        with ``on_done`` not called, when nothing waits to batch with it and recent batches ran within that.
         Raises what ``run`` raises for inputs the signature refuses, ``Unavailable`` when the queue is full."""
         ...
