@@ -843,17 +843,32 @@ def run_wrk(url: str, body: Body, connections: int, seconds: float, threads: int
     command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     command += ["--latency", "-s", str(LUA), url]
     headers = "\n".join(f"{name}: {value}" for name, value in body.headers.items())
+    env = {**os.environ, "WRK_BODY": str(body.path), "WRK_HEADERS": headers}
+    return run_client(command, env, "BENCH_JSON", processes, wait_s=seconds + 30)
+
+
+def run_client(
+    command: list[str],
+    env: dict[str, str],
+    marker: str,
+    processes: Processes,
+    wait_s: float,
+    during: Callable[[], None] = lambda: None,
+) -> dict:
+    """Run a load client to its end (``during`` called while it runs) and return the JSON of the line it
+    printed after ``marker``; abort the bench with its output when it failed."""
     with tempfile.TemporaryFile() as out:
-        process = processes.start(command, out, env={**os.environ, "WRK_BODY": str(body.path), "WRK_HEADERS": headers})
+        process = processes.start(command, out, env=env)
         try:
-            process.wait(seconds + 30)
+            during()
+            process.wait(wait_s)
         finally:
             processes.stop(process)
         out.seek(0)
         text = out.read().decode(errors="replace")
-    match = re.search(r"^BENCH_JSON (\{.*\})$", text, re.MULTILINE)
+    match = re.search(rf"^{marker} (\{{.*\}})$", text, re.MULTILINE)
     if process.returncode != 0 or not match:
-        raise SystemExit(f"bench: wrk failed ({process.returncode}):\n{text}")
+        raise SystemExit(f"bench: {shlex.join(command[:2])} failed ({process.returncode}):\n{text[-3000:]}")
     return json.loads(match.group(1))
 
 
@@ -894,22 +909,16 @@ def grpc_window(
     command = [sys.executable, str(GRPC_TOOL), "load", "--target", server.grpc_target, "--body", str(body.path)]
     command += ["--processes", str(client_processes), "--channels", str(channels), "--calls", str(calls)]
     command += ["--start", f"{start:.3f}", "--seconds", f"{args.duration:g}"]
-    with tempfile.TemporaryFile() as out:
-        process = processes.start(command, out, env=server_env())
-        try:
-            time.sleep(max(0.0, start - time.time()))
-            before = Sample.take(pids)
-            time.sleep(max(0.0, start + args.duration - time.time()))
-            after = Sample.take(pids)
-            process.wait(60)
-        finally:
-            processes.stop(process)
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    match = re.search(r"^GRPC_LOAD (\{.*\})$", text, re.MULTILINE)
-    if process.returncode != 0 or not match:
-        raise SystemExit(f"bench: the gRPC client failed ({process.returncode}):\n{text[-3000:]}")
-    result = json.loads(match.group(1))
+    samples: list[Sample] = []
+
+    def sample_the_window() -> None:
+        time.sleep(max(0.0, start - time.time()))
+        samples.append(Sample.take(pids))
+        time.sleep(max(0.0, start + args.duration - time.time()))
+        samples.append(Sample.take(pids))
+
+    result = run_client(command, server_env(), "GRPC_LOAD", processes, wait_s=60, during=sample_the_window)
+    before, after = samples
     if result["late_s"] > 0.2:
         print(f"bench: the gRPC client began its window {result['late_s']:.2f} s late", flush=True)
     failed = sum(result["errors"].values())
