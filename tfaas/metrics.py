@@ -40,6 +40,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping
 
 from tfaas.core.states import EventBus, ManagerState, ServableState
+from tfaas.request_tally import Observation, RequestTally
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -256,6 +257,8 @@ class Metrics:
         self._states: dict[tuple[str, int], ManagerState] = {}
         self._loading_since: dict[tuple[str, int], float] = {}
         self._server_states: dict[tuple[str, int], ManagerState] = {}
+        self.tally = RequestTally(self)
+        """Where a server's requests are counted (see :mod:`tfaas.request_tally`)."""
 
     # ---- recording ------------------------------------------------------------------------------
 
@@ -269,26 +272,20 @@ class Metrics:
         seconds: float,
         code: str | None = None,
         entrypoint: str = ENTRYPOINT,
+        stages: Mapping[str, float] | None = None,
     ) -> None:
-        """Count one inference API request; time it when it succeeded (as TF Serving times only OK requests).
+        """Count one inference API request; time it, and its ``stages`` (see ``tfaas.request_timing``), when it
+        succeeded (as TF Serving times only OK requests). Written at once; a server's requests go through
+        :attr:`tally`, which writes them together.
 
         ``code`` is TF Serving's error-code name (by default read from ``http_status``); ``entrypoint``
         the front, ``REST`` or ``GRPC`` as TF Serving's latency metric labels its two (``V2``: the Open
         Inference Protocol's REST and gRPC).
         """
-        self._child(self.requests, model, version, api, str(http_status)).inc()
         code = code or status_code_name(http_status)
-        self._child(self.tf_request_count, model, code).inc()
-        if code == "OK":
-            self._child(self.request_seconds, model, api).observe(seconds)
-            self._child(self.tf_request_latency, model, api, entrypoint).observe(seconds * 1e6)
+        self.tally.write([Observation(model, version, api, entrypoint, http_status, code, seconds, stages or {})])
 
-    def observe_stages(self, *, model: str, api: str, stages: Mapping[str, float]) -> None:
-        """Record where one successful request's time went (see ``tfaas.request_timing``)."""
-        for stage, seconds in stages.items():
-            self._child(self.request_stage_seconds, model, api, stage).observe(seconds)
-
-    def _child(self, metric: Any, *labels: str) -> Any:
+    def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, bound once: every request records 6 to 8 series, and ``labels()`` costs
         about as much as the write itself. The label values are bounded (served models and versions, the
         APIs, the codes, the stages), as prometheus_client keeps every child it made anyway."""

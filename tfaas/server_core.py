@@ -192,6 +192,7 @@ class ServerCore:
             self.lifecycle.close()
             self.manager.stop()
         self.monitor.close()
+        self.metrics.tally.flush()
 
     def report(self) -> None:
         """Tell the coordinator whether this worker takes new connections and the state of each of its versions.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from tfaas import request_timing
 from tfaas.errors import TfaasError
+from tfaas.request_tally import Observation
 
 if TYPE_CHECKING:
     from tfaas.request_timing import Interval
@@ -83,6 +84,7 @@ class Recording:
         tracing = self._core.tracing
         self._span = tracing.request(self._record) if tracing is not None else None
         request_timing.begin(intervals=self._span is not None)
+        self._core.metrics.tally.started()  # NOTE: last, as only an entered recording ends
         return self._record
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -108,23 +110,11 @@ def _outcome(exc: BaseException | None) -> tuple[int, str]:
 
 
 def _observe(core: ServerCore, record: RequestRecord, status: int, code: str, stages: dict[str, float]) -> None:
-    """Record an answered request, and its stages when it succeeded."""
-    try:
-        served = record.model in core.model_names
-        model = record.model if served else ""
-        core.metrics.observe_request(
-            model=model,
-            version=record.version if served else "",
-            api=record.api,
-            entrypoint=record.entrypoint,
-            http_status=status,
-            code=code,
-            seconds=time.perf_counter() - record.started,
-        )
-        if code == "OK":
-            core.metrics.observe_stages(model=model, api=record.api, stages=stages)
-    except Exception:  # NOTE: metrics must never fail a request that has been answered
-        log.exception("Recording request metrics failed")
+    """Count an answered request in the metrics (its stages when it succeeded), through the tally."""
+    served = record.model in core.model_names
+    seconds = time.perf_counter() - record.started
+    model, version = (record.model, record.version) if served else ("", "")
+    core.metrics.tally.ended(Observation(model, version, record.api, record.entrypoint, status, code, seconds, stages))
 
 
 def _end_span(span: RequestSpan, record: RequestRecord, status: int, code: str, intervals: list[Interval]) -> None:

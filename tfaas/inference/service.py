@@ -20,8 +20,8 @@ import contextvars
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, ContextManager, Mapping, Sequence, TypeVar
+from types import TracebackType
+from typing import Any, AsyncContextManager, Callable, ContextManager, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from tfaas.core.servable_handle import ServableHandle
 from tfaas.core.states import ManagerState, ServableState
 from tfaas.errors import InvalidArgument, NotFound, SignatureNotFound, Unavailable
 from tfaas.inference import request_metrics
-from tfaas.inference.deadline import deadline
+from tfaas.inference.deadline import Deadline
 from tfaas.inference.request_metrics import REST, RequestRecord
 from tfaas.inference.types import (
     ClassifyResult,
@@ -78,16 +78,13 @@ class InferenceService:
         front's work on it, parse and encode included (see :mod:`tfaas.inference.request_metrics`)."""
         return request_metrics.recorded(self.core, api, model, entrypoint)
 
-    @asynccontextmanager
-    async def recorded_async(
+    def recorded_async(
         self, api: str, model: str = "", entrypoint: str = REST, timeout_ms: int = 0
-    ) -> AsyncIterator[RequestRecord]:
+    ) -> AsyncContextManager[RequestRecord]:
         """:meth:`recorded` for a front on the event loop, its ``async with`` body bounded to ``timeout_ms``
-        (0: no bound; see :func:`~tfaas.inference.deadline.deadline`): one past it is counted and answered
+        (0: no bound; see :class:`~tfaas.inference.deadline.Deadline`): one past it is counted and answered
         as DEADLINE_EXCEEDED."""
-        with self.recorded(api, model, entrypoint) as record:
-            async with deadline(timeout_ms):
-                yield record
+        return _RecordedWithDeadline(self.recorded(api, model, entrypoint), Deadline(timeout_ms))
 
     async def in_pool(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the service's pool, in the calling request's context, awaited."""
@@ -337,6 +334,40 @@ def _multi_inference_spec(tasks: Sequence[InferenceTask]) -> ModelSpec:
             raise InvalidArgument(f"Unsupported signature method_name: {task.method_name}")
         signatures.add(task.signature_name)
     return spec
+
+
+class _RecordedWithDeadline:
+    """The context manager of :meth:`InferenceService.recorded_async`: the request's record around its deadline,
+    so a request past its deadline is counted as DEADLINE_EXCEEDED.
+
+    NOTE: a class, not a generator context manager (see ``request_metrics.Recording``): every request on the
+    event loop enters one.
+    """
+
+    __slots__ = ("_recording", "_deadline")
+
+    def __init__(self, recording: ContextManager[RequestRecord], deadline: Deadline) -> None:
+        self._recording = recording
+        self._deadline = deadline
+
+    async def __aenter__(self) -> RequestRecord:
+        record = self._recording.__enter__()
+        try:
+            await self._deadline.__aenter__()
+        except BaseException as error:
+            self._recording.__exit__(type(error), error, error.__traceback__)
+            raise
+        return record
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self._deadline.__aexit__(kind, exc, tb)
+        except BaseException as error:
+            self._recording.__exit__(type(error), error, error.__traceback__)
+            raise
+        self._recording.__exit__(kind, exc, tb)
 
 
 def _settle(done: asyncio.Future[None]) -> None:
