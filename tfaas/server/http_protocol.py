@@ -17,7 +17,8 @@ read yet. :class:`HttpProtocol` keeps its parsing and ASGI cycle, and:
   keeps file descriptors for its models and logs;
 - at shutdown, serves a request that already reached the worker, then closes;
 - on request (:meth:`HttpProtocol.close_after_next_response`), ends a keep-alive connection after a
-  response that says so, so that its client reconnects (to another worker, once this one left rotation).
+  response that says so, so that its client reconnects (to another worker, once this one left rotation);
+- sends a response's head and body in one send (:class:`OneSendPerResponse`).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class HttpProtocol(HttpToolsProtocol):
             transport.write(self._error_response(503, message, (b"retry-after: 1\r\n",)))
             transport.close()
             return
-        super().connection_made(transport)
+        super().connection_made(OneSendPerResponse(transport, self.loop))  # type: ignore[arg-type]
         self._idle_since = self.loop.time()
         self._wait_for_client(self.limits.header_timeout)
 
@@ -324,6 +325,50 @@ class HttpProtocol(HttpToolsProtocol):
         head += [b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body), *headers]
         head.append(b"connection: close\r\n\r\n")
         return b"".join([*head, body])
+
+
+class OneSendPerResponse:
+    """A connection's transport that sends a response's head together with the first bytes after it.
+
+    uvicorn writes a response's status line and headers, then its body, each at once: two sends, two TCP
+    segments, and two reads for the client, for a small answer that fits one. Here a write that begins a
+    response (``HTTP/1.1 …``) is held and goes out with the next write in one ``writelines`` (one
+    ``writev``); one that nothing follows (a ``HEAD`` answer, a body still being made) goes out at the end
+    of the event loop's pass, or first when the connection ends. Every other call is the transport's.
+    """
+
+    __slots__ = ("_transport", "_loop", "_head")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.writelines((head, data))
+        elif data[:9] == b"HTTP/1.1 ":
+            self._head = data
+            self._loop.call_soon(self._send_head)
+        else:
+            self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._send_head()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._send_head()
+        self._transport.close()
+
+    def _send_head(self) -> None:
+        if self._head is not None and not self._transport.is_closing():
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _has_unread_bytes(transport: asyncio.BaseTransport) -> bool:
