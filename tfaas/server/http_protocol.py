@@ -108,6 +108,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._idle_since: float | None = None  # when its last response ended (None: a request under way)
+        self._sending: OneSendPerResponse | None = None
 
     # Connection
 
@@ -120,7 +121,8 @@ class HttpProtocol(HttpToolsProtocol):
             transport.write(self._error_response(503, message, (b"retry-after: 1\r\n",)))
             transport.close()
             return
-        super().connection_made(OneSendPerResponse(transport, self.loop))  # type: ignore[arg-type]
+        self._sending = OneSendPerResponse(transport)
+        super().connection_made(self._sending)  # type: ignore[arg-type]
         self._idle_since = self.loop.time()
         self._wait_for_client(self.limits.header_timeout)
 
@@ -241,6 +243,8 @@ class HttpProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def on_response_complete(self) -> None:
+        if self._sending is not None:
+            self._sending.send_head()  # NOTE: a response with no body (HEAD, say) has not sent it yet
         super().on_response_complete()
         if not self.transport.is_closing() and not self._in_message and self.cycle.response_complete:
             self._idle_since = self.loop.time()
@@ -332,40 +336,39 @@ class OneSendPerResponse:
 
     uvicorn writes a response's status line and headers, then its body, each at once: two sends, two TCP
     segments, and two reads for the client, for a small answer that fits one. Here a write that begins a
-    response (``HTTP/1.1 …``) is held and goes out with the next write in one ``writelines`` (one
-    ``writev``); one that nothing follows (a ``HEAD`` answer, a body still being made) goes out at the end
-    of the event loop's pass, or first when the connection ends. Every other call is the transport's.
+    final response (``HTTP/1.1 NNN``, not ``1xx``) is held and goes out with the next write in one
+    ``writelines`` (one ``writev``); when no write follows (a ``HEAD`` answer), :meth:`send_head` sends it once
+    the response is complete, and it goes first when the connection ends. Every other call is the transport's.
     """
 
-    __slots__ = ("_transport", "_loop", "_head")
+    __slots__ = ("_transport", "_head")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop
         self._head: bytes | None = None
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
             head, self._head = self._head, None
             self._transport.writelines((head, data))
-        elif data[:9] == b"HTTP/1.1 ":
+        elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1":  # NOTE: an interim 100 Continue is awaited: never held
             self._head = data
-            self._loop.call_soon(self._send_head)
         else:
             self._transport.write(data)
 
-    def write_eof(self) -> None:
-        self._send_head()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self._send_head()
-        self._transport.close()
-
-    def _send_head(self) -> None:
+    def send_head(self) -> None:
+        """Send a held head now (dropped where the connection is closing: its client is gone)."""
         if self._head is not None and not self._transport.is_closing():
             head, self._head = self._head, None
             self._transport.write(head)
+
+    def write_eof(self) -> None:
+        self.send_head()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.send_head()
+        self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
