@@ -159,14 +159,11 @@ def _observe_all(histogram: Any, observed: list[float]) -> None:
     """``histogram.observe(v)`` for every ``v`` of ``observed``, with one write for the sum and one per bucket hit.
 
     NOTE: prometheus_client has no call for this; it reads the members its ``observe`` uses (``_sum``,
-    ``_buckets``, ``_upper_bounds``, the same since its first releases); tests/test_metrics.py compares the
-    result with ``observe``'s, so a change there fails the tests, not a server.
+    ``_buckets``, ``_upper_bounds``, the same since its first releases); tests/test_request_tally.py compares
+    the result with ``observe``'s, so a change there fails the tests, not a server.
     """
     bounds = histogram._upper_bounds
     histogram._sum.inc(sum(observed))
-    if len(observed) == 1:
-        histogram._buckets[bisect.bisect_left(bounds, observed[0])].inc(1)
-        return
     hits: dict[int, int] = {}
     for value in observed:
         bucket = bisect.bisect_left(bounds, value)
